@@ -1,0 +1,1 @@
+"""The rover interface, transports, wire protocols and device drivers (later issues)."""

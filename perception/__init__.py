@@ -1,0 +1,1 @@
+"""Stereo visual odometry, stereo terrain mapping and state estimation (later issues)."""

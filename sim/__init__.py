@@ -1,0 +1,1 @@
+"""Pure-software simulator: terrain, rover physics, sensors, cameras, virtual devices."""
