@@ -173,7 +173,11 @@ def _type_name(t) -> str:
 
 
 def _check_scalar(doc: _Doc, key: str, value, typ, md):
-    err = lambda rule_: ConfigError(doc.file, key, value, rule_, doc.line(key))  # noqa: E731
+    raw = value
+
+    def err(rule_):
+        return ConfigError(doc.file, key, raw, rule_, doc.line(key))
+
     if typ is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise err("must be a number")
