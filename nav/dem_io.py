@@ -800,7 +800,7 @@ def _read_geotiff(p: Path, cell_size_m) -> _Grid:
                 pred = getattr(page.predictor, "name", str(page.predictor))
                 raise DEMError(p, f"is compressed with {comp} (predictor {pred}), which tifffile "
                                   f"can only decode with the optional 'imagecodecs' package: "
-                                  f"pip install imagecodecs — or re-save it with "
+                                  f"pip install 'rovernav[dem]' (imagecodecs) — or re-save it with "
                                   f"gdal_translate -co COMPRESS=DEFLATE -co PREDICTOR=1 "
                                   f"(or uncompressed)") from exc
             raise DEMError(p, f"the image data is truncated or cannot be decoded ({exc})") from exc
