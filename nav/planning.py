@@ -77,7 +77,7 @@ def validate_cost_grid(cost, name: str = "cost") -> np.ndarray:
     bad = a <= 0
     if bad.any():
         r, c = np.argwhere(bad)[0]
-        raise ValueError(f"{name} must be > 0 everywhere (np.inf = lethal), got {a[r, c]!r} at (row {r}, col {c})")
+        raise ValueError(f"{name} must be > 0 everywhere (np.inf = lethal), got {float(a[r, c])!r} at (row {r}, col {c})")
     return a
 
 
@@ -227,6 +227,14 @@ def cells_along(points_rcf, shape) -> np.ndarray:
     pts = np.asarray(points_rcf, dtype=np.float64).reshape(-1, 2)
     if len(pts) == 0:
         return np.zeros((0, 2), dtype=np.int64)
+    if np.all(pts == np.rint(pts)) and (len(pts) == 1 or np.abs(np.diff(pts, axis=0)).max() <= 1):
+        # A grid path (integer vertices, unit steps): the loop below would return the
+        # vertices without repeats; do that without sampling each segment.
+        a = pts.astype(np.int64)
+        a = a[np.r_[True, np.any(a[1:] != a[:-1], axis=1)]]
+        a[:, 0] = np.clip(a[:, 0], 0, shape[0] - 1)
+        a[:, 1] = np.clip(a[:, 1], 0, shape[1] - 1)
+        return a
     out = [tuple(np.rint(pts[0]).astype(np.int64))]
     for p0, p1 in zip(pts[:-1], pts[1:]):
         n = int(math.ceil(np.abs(p1 - p0).max() * 4)) + 1
