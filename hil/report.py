@@ -63,6 +63,13 @@ def _resize(img: np.ndarray, scale: float) -> np.ndarray:
                       interpolation=cv2.INTER_NEAREST if scale >= 1 else cv2.INTER_AREA)
 
 
+def _dark_box(img: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> None:
+    """Darken a rectangle in place so text on it stays readable."""
+    y0, y1 = max(y0, 0), min(y1, img.shape[0])
+    x0, x1 = max(x0, 0), min(x1, img.shape[1])
+    img[y0:y1, x0:x1] = (img[y0:y1, x0:x1].astype(np.float32) * 0.35).astype(np.uint8)
+
+
 def _title(img: np.ndarray, text: str) -> np.ndarray:
     bar = np.full((28, img.shape[1], 3), 255, np.uint8)
     cv2.putText(bar, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (20, 20, 20), 1, cv2.LINE_AA)
@@ -114,17 +121,23 @@ def render_plan_png(path, costmap: CostMap, plan=None, start_rcf=None, goal_rcf=
             bar_m *= mult
             break
     bar_px = int(round(bar_m / tm.cell_size_m * s))
+    _dark_box(main, 4, main.shape[0] - 42, 24 + bar_px, main.shape[0] - 4)
     y0 = main.shape[0] - 14
     cv2.line(main, (12, y0), (12 + bar_px, y0), (255, 255, 255), 3)
-    cv2.putText(main, f"{bar_m:g} m", (12, y0 - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-    legend = [("slope", LETHAL_SLOPE), ("step", LETHAL_STEP), ("rough", LETHAL_ROUGHNESS),
-              ("unknown", LETHAL_UNKNOWN), ("inflated", LETHAL_INFLATED)]
-    x = main.shape[1] - 110
+    cv2.putText(main, f"{bar_m:g} m", (12, y0 - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+    legend = [("slope", LETHAL_SLOPE), ("step", LETHAL_STEP), ("roughness", LETHAL_ROUGHNESS),
+              ("unknown", LETHAL_UNKNOWN), ("rover radius", LETHAL_INFLATED)]
+    x = main.shape[1] - 150
+    _dark_box(main, x - 8, 4, main.shape[1] - 4, 16 + 20 * (len(legend) + 2))
+    cv2.putText(main, "lethal:", (x, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     for i, (name, flag) in enumerate(legend):
         colour = dict(_REASON_COLOURS)[flag]
-        yy = 14 + i * 18
-        cv2.rectangle(main, (x, yy - 10), (x + 12, yy + 2), colour, -1)
-        cv2.putText(main, name, (x + 18, yy), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+        yy = 40 + i * 20
+        cv2.rectangle(main, (x, yy - 11), (x + 13, yy + 2), colour, -1)
+        cv2.putText(main, name, (x + 20, yy), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    yy = 40 + len(legend) * 20
+    cv2.line(main, (x, yy - 5), (x + 13, yy - 5), (255, 255, 0), 3)
+    cv2.putText(main, "path", (x + 20, yy), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     main = _title(main, title or "terrain, hazards and path (north up)")
     small = []
     for name, layer, vmax in (("slope (deg)", costmap.slope_deg, lim.get("max_slope_deg", 30.0)),
