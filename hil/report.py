@@ -159,7 +159,7 @@ def render_plan_png(path, costmap: CostMap, plan=None, start_rcf=None, goal_rcf=
     out = np.hstack([pad(main), np.full((h, 8, 3), 255, np.uint8), pad(right)])
     path = FsPath(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), out):
+    if not cv2.imwrite(str(path), out, [cv2.IMWRITE_PNG_COMPRESSION, 1]):
         raise OSError(f"could not write PNG {path}")
     return path
 
