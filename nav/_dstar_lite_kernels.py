@@ -11,15 +11,29 @@ State (all flat over a grid **padded** with one ring of lethal cells, cell
 check):
 
 * ``cost`` float32 (owned, written by :func:`_dstar_update_cells`), ``inf`` = lethal;
-* ``g``, ``rhs`` float64;
-* an indexed 4-ary min-heap: ``key1``, ``key2`` (the key ``(k1, k2)``, ordered
-  lexicographically), ``node`` (int32 cell) and ``pos`` (int32 per cell: its heap
-  slot, ``-1`` = not queued); every function that moves an entry keeps ``pos`` up
-  to date, so keys can rise or fall and entries can be removed in O(log n);
+* ``gr`` float64, ``g`` and ``rhs`` interleaved (``gr[2u]``, ``gr[2u + 1]``): an
+  expansion reads both for each neighbour, so they share a cache line;
+* an indexed 4-ary min-heap: ``hkey`` (the keys ``(k1, k2)`` interleaved, slot
+  ``i`` at ``2i, 2i + 1``, ordered lexicographically), ``node`` (int32 cell) and
+  ``pos`` (int32 per cell: its heap slot, ``-1`` = not queued); every function
+  that moves an entry keeps ``pos`` up to date, so keys can rise or fall and
+  entries can be removed in O(log n);
 * ``istate`` int64 ``[heap size, start, goal, expansions so far]``;
-* ``fstate`` float64 ``[km, h_weight]``; the heuristic is the octile distance to
-  the start times ``h_weight`` (≤ the smallest cost, so admissible, consistent and
-  a metric, as D* Lite's ``km`` needs).
+* ``fstate`` float64 ``[km, h_weight, φ0(start), φ1(start), φ2(start)]``.
+
+Heuristic
+---------
+``h(u) = max(h_weight × octile(u, start), max_l |φ_l(u) - φ_l(start)|)``. The
+``φ_l`` are the corner-lattice potentials of :mod:`nav._astar_kernels` (bilinear
+inside 8 × 8-cell blocks), built once from some source cell (``lattice`` empty
+switches them off). Those potentials change along any move by at most what the
+move costs, in either direction, as long as no cell costs less than its block's
+minimum used to build them; so ``|φ(u) - φ(s)|`` is a lower bound on the cost
+between ``u`` and *any* cell ``s`` (as in ALT's landmark bounds), consistent, and
+satisfies the triangle inequality. So does the octile term, and so does the
+maximum of such terms: exactly what D* Lite's ``km`` needs when the start moves.
+The wrapper rebuilds the potentials (and the queue keys) when a cost update
+breaks the block minima.
 
 Edge costs follow :mod:`nav.planning`: ``(len * 0.5) * (cost[u] + cost[v])``,
 no corner cutting; they are symmetric, so predecessors are successors. Border
@@ -36,159 +50,177 @@ BUDGET = 1   # max_expansions reached; the state is valid and the search resumab
 _HALF_SQRT2 = math.sqrt(2.0) * 0.5
 _SQRT2_M1 = math.sqrt(2.0) - 1.0
 
-_STATE = ("float32[::1], int64, float64[::1], float64[::1], float64[::1], float64[::1], "
-          "int32[::1], int32[::1], int64[::1], float64[::1]")
-_HEAP_ARGS = "float64[::1], float64[::1], int32[::1], int32[::1]"
+# cost, width, gr, hkey, node, pos, istate, fstate, lattice, block_shift
+_STATE = ("float32[::1], int64, float64[::1], float64[::1], int32[::1], int32[::1], int64[::1], "
+          "float64[::1], float64[::1], int64")
+_HEAP = "float64[::1], int32[::1], int32[::1]"
 
 
-@njit(f"void({_HEAP_ARGS}, int64)", cache=True)
-def _heap_sift_up(key1, key2, node, pos, i):
-    """Move the entry at slot ``i`` towards the root until its parent is not larger."""
-    k1 = key1[i]
-    k2 = key2[i]
-    v = node[i]
+@njit(f"void({_HEAP}, int64, float64, float64, int64)", cache=True)
+def _heap_put_up(hkey, node, pos, i, k1, k2, v):
+    """Write entry ``(k1, k2, v)`` at slot ``i`` (a hole), moving it towards the root."""
     while i > 0:
         p = (i - 1) >> 2
-        p1 = key1[p]
-        if p1 < k1 or (p1 == k1 and key2[p] <= k2):
+        p1 = hkey[2 * p]
+        if p1 < k1 or (p1 == k1 and hkey[2 * p + 1] <= k2):
             break
-        key1[i] = p1
-        key2[i] = key2[p]
+        hkey[2 * i] = p1
+        hkey[2 * i + 1] = hkey[2 * p + 1]
         w = node[p]
         node[i] = w
         pos[w] = i
         i = p
-    key1[i] = k1
-    key2[i] = k2
+    hkey[2 * i] = k1
+    hkey[2 * i + 1] = k2
     node[i] = v
     pos[v] = i
 
 
-@njit(f"void({_HEAP_ARGS}, int64, int64)", cache=True)
-def _heap_sift_down(key1, key2, node, pos, i, size):
-    """Move the entry at slot ``i`` towards the leaves until no child is smaller."""
-    k1 = key1[i]
-    k2 = key2[i]
-    v = node[i]
+@njit(f"void({_HEAP}, int64, float64, float64, int64, int64)", cache=True)
+def _heap_put_down(hkey, node, pos, i, k1, k2, v, size):
+    """Write entry ``(k1, k2, v)`` at slot ``i`` (a hole), moving it towards the leaves."""
     while True:
         c = 4 * i + 1
         if c >= size:
             break
         best = c
-        b1 = key1[c]
-        b2 = key2[c]
+        b1 = hkey[2 * c]
+        b2 = hkey[2 * c + 1]
         for j in range(c + 1, min(c + 4, size)):
-            j1 = key1[j]
-            if j1 < b1 or (j1 == b1 and key2[j] < b2):
+            j1 = hkey[2 * j]
+            if j1 < b1 or (j1 == b1 and hkey[2 * j + 1] < b2):
                 best = j
                 b1 = j1
-                b2 = key2[j]
+                b2 = hkey[2 * j + 1]
         if k1 < b1 or (k1 == b1 and k2 <= b2):
             break
-        key1[i] = b1
-        key2[i] = b2
+        hkey[2 * i] = b1
+        hkey[2 * i + 1] = b2
         w = node[best]
         node[i] = w
         pos[w] = i
         i = best
-    key1[i] = k1
-    key2[i] = k2
+    hkey[2 * i] = k1
+    hkey[2 * i + 1] = k2
     node[i] = v
     pos[v] = i
 
 
-@njit(f"int64({_HEAP_ARGS}, int64, int64)", cache=True)
-def _heap_remove(key1, key2, node, pos, i, size):
+@njit(f"int64({_HEAP}, int64, float64, float64, int64)", cache=True)
+def _heap_set(hkey, node, pos, u, k1, k2, size):
+    """Queue cell ``u`` with key ``(k1, k2)`` (insert, or move it if queued); return the heap size."""
+    p = np.int64(pos[u])
+    if p < 0:
+        _heap_put_up(hkey, node, pos, size, k1, k2, u)
+        return size + 1
+    o1 = hkey[2 * p]
+    if k1 < o1 or (k1 == o1 and k2 < hkey[2 * p + 1]):
+        _heap_put_up(hkey, node, pos, p, k1, k2, u)
+    else:
+        _heap_put_down(hkey, node, pos, p, k1, k2, u, size)
+    return size
+
+
+@njit(f"int64({_HEAP}, int64, int64)", cache=True)
+def _heap_remove(hkey, node, pos, i, size):
     """Remove the entry at slot ``i`` (its ``pos`` becomes -1); return the new size."""
     pos[node[i]] = -1
     size -= 1
     if i < size:
-        key1[i] = key1[size]
-        key2[i] = key2[size]
-        v = node[size]
-        node[i] = v
-        pos[v] = i
+        k1 = hkey[2 * size]
+        k2 = hkey[2 * size + 1]
+        v = np.int64(node[size])
         p = (i - 1) >> 2
-        if i > 0 and (key1[i] < key1[p] or (key1[i] == key1[p] and key2[i] < key2[p])):
-            _heap_sift_up(key1, key2, node, pos, i)
+        if i > 0 and (k1 < hkey[2 * p] or (k1 == hkey[2 * p] and k2 < hkey[2 * p + 1])):
+            _heap_put_up(hkey, node, pos, i, k1, k2, v)
         else:
-            _heap_sift_down(key1, key2, node, pos, i, size)
+            _heap_put_down(hkey, node, pos, i, k1, k2, v, size)
     return size
 
 
-@njit("float64(float32[::1], int64, int64, int64, int64)", cache=True)
-def _edge_cost(cost, width, u, dr, dc):
-    """Cost of the move from cell ``u`` by ``(dr, dc)``; ``inf`` if not allowed."""
-    cu = cost[u]
-    cv = cost[u + dr * width + dc]
-    if cu == np.inf or cv == np.inf:
-        return np.inf
-    if dr != 0 and dc != 0:
-        if cost[u + dc] == np.inf or cost[u + dr * width] == np.inf:
-            return np.inf
-        return _HALF_SQRT2 * (np.float64(cu) + np.float64(cv))
-    return 0.5 * (np.float64(cu) + np.float64(cv))
+@njit("float64(int64, int64, int64, int64, float64[::1], float64[::1], int64, int64)", cache=True)
+def _heuristic(ur, uc, sr, sc, fstate, lattice, lat_w, block_shift):
+    """``h`` of the padded cell ``(ur, uc)`` towards the start ``(sr, sc)`` (see the module notes)."""
+    ar = abs(ur - sr)
+    ac = abs(uc - sc)
+    h = (max(ar, ac) + _SQRT2_M1 * min(ar, ac)) * fstate[1]
+    if lattice.size > 0:
+        mask = (1 << block_shift) - 1
+        inv_b = 1.0 / (1 << block_shift)
+        rr = ur - 1   # unpadded row / col
+        cc = uc - 1
+        ty = ((rr & mask) + 0.5) * inv_b
+        tx = ((cc & mask) + 0.5) * inv_b
+        p00 = ((rr >> block_shift) * lat_w + (cc >> block_shift)) * 3
+        p10 = p00 + lat_w * 3
+        w00 = (1.0 - ty) * (1.0 - tx)
+        w01 = (1.0 - ty) * tx
+        w10 = ty * (1.0 - tx)
+        w11 = ty * tx
+        for layer in range(3):
+            d = abs(w00 * lattice[p00 + layer] + w01 * lattice[p00 + 3 + layer]
+                    + w10 * lattice[p10 + layer] + w11 * lattice[p10 + 3 + layer] - fstate[2 + layer])
+            if d > h:
+                h = d
+    return h
 
 
 @njit("float64(float32[::1], int64, float64[::1], int64)", cache=True)
-def _min_succ(cost, width, g, u):
+def _min_succ(cost, width, gr, u):
     """``min over neighbours v of c(u, v) + g[v]`` (the right-hand side of ``u``)."""
     best = np.inf
-    if cost[u] == np.inf:
+    cu = cost[u]
+    if cu == np.inf:
         return best
+    cu64 = np.float64(cu)
     for dr in range(-1, 2):
         for dc in range(-1, 2):
             if dr == 0 and dc == 0:
                 continue
-            val = _edge_cost(cost, width, u, dr, dc) + g[u + dr * width + dc]
+            v = u + dr * width + dc
+            cv = cost[v]
+            if cv == np.inf:
+                continue
+            if dr != 0 and dc != 0:
+                if cost[u + dc] == np.inf or cost[u + dr * width] == np.inf:
+                    continue
+                val = _HALF_SQRT2 * (cu64 + np.float64(cv)) + gr[2 * v]
+            else:
+                val = 0.5 * (cu64 + np.float64(cv)) + gr[2 * v]
             if val < best:
                 best = val
     return best
 
 
-@njit("int64(float64[::1], float64[::1], float64[::1], float64[::1], int32[::1], int32[::1], "
-      "int64, int64, int64, int64, int64, float64, float64)", cache=True)
-def _update_vertex(g, rhs, key1, key2, node, pos, size, u, width, sr, sc, km, w):
+@njit(f"int64({_STATE}, int64, int64)", cache=True)
+def _update_vertex(cost, width, gr, hkey, node, pos, istate, fstate, lattice, block_shift, size, u):
     """Queue ``u`` with a fresh key if inconsistent, unqueue it if consistent; return heap size."""
-    gu = g[u]
-    ru = rhs[u]
-    p = np.int64(pos[u])
+    gu = gr[2 * u]
+    ru = gr[2 * u + 1]
     if gu != ru:
+        start = istate[1]
+        sr = start // width
+        ur = u // width
+        lat_w = ((width - 2 + (1 << block_shift) - 1) >> block_shift) + 1
         k2 = min(gu, ru)
-        ur = np.int64((u + 0.5) * (1.0 / width))   # u // width, without an integer division
-        ar = abs(ur - sr)
-        ac = abs(u - ur * width - sc)
-        k1 = k2 + (max(ar, ac) + _SQRT2_M1 * min(ar, ac)) * w + km
-        if p < 0:
-            p = size
-            node[p] = u
-            size += 1
-            key1[p] = k1
-            key2[p] = k2
-            _heap_sift_up(key1, key2, node, pos, p)
-        else:
-            o1 = key1[p]
-            o2 = key2[p]
-            key1[p] = k1
-            key2[p] = k2
-            if k1 < o1 or (k1 == o1 and k2 < o2):
-                _heap_sift_up(key1, key2, node, pos, p)
-            else:
-                _heap_sift_down(key1, key2, node, pos, p, size)
-    elif p >= 0:
-        size = _heap_remove(key1, key2, node, pos, p, size)
+        k1 = k2 + _heuristic(ur, u - ur * width, sr, start - sr * width, fstate, lattice, lat_w,
+                             block_shift) + fstate[0]
+        return _heap_set(hkey, node, pos, u, k1, k2, size)
+    p = np.int64(pos[u])
+    if p >= 0:
+        size = _heap_remove(hkey, node, pos, p, size)
     return size
 
 
 @njit(f"int64({_STATE}, int64, float64)", cache=True)
-def _dstar_compute(cost, width, g, rhs, key1, key2, node, pos, istate, fstate, max_expansions,
-                   key_rel_tol):
+def _dstar_compute(cost, width, gr, hkey, node, pos, istate, fstate, lattice, block_shift,
+                   max_expansions, key_rel_tol):
     """ComputeShortestPath (optimized D* Lite), resumable.
 
     Runs until the start is not underconsistent and no queued ``k1`` is within
     ``key_rel_tol`` (relative) of the start's, or until ``istate[3]``
-    (expansions, counted cumulatively) reaches ``max_expansions``. Writes ``g``,
-    ``rhs``, the heap and ``istate``.
+    (expansions, counted cumulatively) reaches ``max_expansions``. Writes ``gr``,
+    the heap and ``istate``.
 
     The tolerance replaces the paper's exact test ``TopKey < key(start)``: with the
     octile heuristic many vertices on optimal paths have ``k1`` *exactly* equal to
@@ -204,81 +236,101 @@ def _dstar_compute(cost, width, g, rhs, key1, key2, node, pos, istate, fstate, m
     """
     size = istate[0]
     start = istate[1]
-    goal = istate[2]
     expanded = istate[3]
     km = fstate[0]
-    w = fstate[1]
     sr = start // width
     sc = start - sr * width
+    lat_w = ((width - 2 + (1 << block_shift) - 1) >> block_shift) + 1
     inf = np.inf
     status = DONE
     while size > 0:
-        gs = g[start]
-        rs = rhs[start]
+        gs = gr[2 * start]
+        rs = gr[2 * start + 1]
         ks1 = min(gs, rs) + km
-        t1 = key1[0]
-        t2 = key2[0]
+        t1 = hkey[0]
+        t2 = hkey[1]
         if not (t1 <= ks1 + key_rel_tol * ks1 or rs > gs):
             break
         if expanded >= max_expansions:
             status = BUDGET
             break
         u = np.int64(node[0])
-        gu = g[u]
-        ru = rhs[u]
-        ur = np.int64((u + 0.5) * (1.0 / width))   # u // width (exact for u < 2**50)
-        ar = abs(ur - sr)
-        ac = abs(u - ur * width - sc)
+        gu = gr[2 * u]
+        ru = gr[2 * u + 1]
+        ur = u // width
+        uc = u - ur * width
         kn2 = min(gu, ru)
-        kn1 = kn2 + (max(ar, ac) + _SQRT2_M1 * min(ar, ac)) * w + km
+        kn1 = kn2 + _heuristic(ur, uc, sr, sc, fstate, lattice, lat_w, block_shift) + km
         if t1 < kn1 or (t1 == kn1 and t2 < kn2):
             # The key was computed for an earlier start: requeue with the current one.
-            key1[0] = kn1
-            key2[0] = kn2
-            _heap_sift_down(key1, key2, node, pos, 0, size)
+            _heap_put_down(hkey, node, pos, 0, kn1, kn2, u, size)
             continue
         expanded += 1
+        cu = np.float64(cost[u])
         if gu > ru:
-            # Overconsistent: settle g and offer it to the predecessors.
-            g[u] = ru
-            size = _heap_remove(key1, key2, node, pos, 0, size)
+            # Overconsistent: settle g and offer it to the predecessors (an O(1) rhs update each).
+            gr[2 * u] = ru
+            size = _heap_remove(hkey, node, pos, 0, size)
             for dr in range(-1, 2):
                 for dc in range(-1, 2):
                     if dr == 0 and dc == 0:
                         continue
                     v = u + dr * width + dc
-                    if v == goal:
+                    cv = cost[v]
+                    if cv == inf:
                         continue
-                    cand = _edge_cost(cost, width, u, dr, dc) + ru
-                    if cand < rhs[v]:
-                        rhs[v] = cand
-                        size = _update_vertex(g, rhs, key1, key2, node, pos, size, v, width, sr, sc, km, w)
+                    if dr != 0 and dc != 0:
+                        if cost[u + dc] == inf or cost[u + dr * width] == inf:
+                            continue
+                        cand = _HALF_SQRT2 * (cu + np.float64(cv)) + ru
+                    else:
+                        cand = 0.5 * (cu + np.float64(cv)) + ru
+                    # (the goal's rhs is 0, below any candidate: it is never touched)
+                    if cand < gr[2 * v + 1]:
+                        gr[2 * v + 1] = cand
+                        gv = gr[2 * v]
+                        if gv != cand:
+                            k2 = min(gv, cand)
+                            k1 = k2 + _heuristic(ur + dr, uc + dc, sr, sc, fstate, lattice, lat_w,
+                                                 block_shift) + km
+                            size = _heap_set(hkey, node, pos, v, k1, k2, size)
+                        else:
+                            p = np.int64(pos[v])
+                            if p >= 0:
+                                size = _heap_remove(hkey, node, pos, p, size)
         else:
             # Underconsistent: raise g to inf; predecessors that relied on u look again.
             g_old = gu
-            g[u] = inf
-            for dr in range(-1, 2):
+            gr[2 * u] = inf
+            # (a lethal u has no edges: _dstar_update_cells already repaired its neighbours)
+            for dr in range(-1, 2 if cu < inf else -1):
                 for dc in range(-1, 2):
                     if dr == 0 and dc == 0:
                         continue
                     v = u + dr * width + dc
-                    if v == goal:
+                    cv = cost[v]
+                    if cv == inf:
                         continue
-                    c = _edge_cost(cost, width, u, dr, dc)
-                    if c == inf:
-                        continue
-                    if rhs[v] == c + g_old:
-                        rhs[v] = _min_succ(cost, width, g, v)
-                        size = _update_vertex(g, rhs, key1, key2, node, pos, size, v, width, sr, sc, km, w)
-            size = _update_vertex(g, rhs, key1, key2, node, pos, size, u, width, sr, sc, km, w)
+                    if dr != 0 and dc != 0:
+                        if cost[u + dc] == inf or cost[u + dr * width] == inf:
+                            continue
+                        c = _HALF_SQRT2 * (cu + np.float64(cv))
+                    else:
+                        c = 0.5 * (cu + np.float64(cv))
+                    if gr[2 * v + 1] == c + g_old:   # never the goal (rhs 0 < c + g_old)
+                        gr[2 * v + 1] = _min_succ(cost, width, gr, v)
+                        size = _update_vertex(cost, width, gr, hkey, node, pos, istate, fstate, lattice,
+                                              block_shift, size, v)
+            size = _update_vertex(cost, width, gr, hkey, node, pos, istate, fstate, lattice,
+                                  block_shift, size, u)
     istate[0] = size
     istate[3] = expanded
     return status
 
 
 @njit(f"int64({_STATE}, int64[::1], float32[::1], uint8[::1], float32[::1], int64[::1])", cache=True)
-def _dstar_update_cells(cost, width, g, rhs, key1, key2, node, pos, istate, fstate, idx, new_cost,
-                        mark, orig, affected):
+def _dstar_update_cells(cost, width, gr, hkey, node, pos, istate, fstate, lattice, block_shift, idx,
+                        new_cost, mark, orig, affected):
     """Set ``cost[idx] = new_cost`` (in order: the last value for a cell wins) and repair
     ``rhs`` and the queue around every cell whose cost changed.
 
@@ -290,12 +342,7 @@ def _dstar_update_cells(cost, width, g, rhs, key1, key2, node, pos, istate, fsta
     Returns the number of distinct cells whose cost changed.
     """
     size = istate[0]
-    start = istate[1]
     goal = istate[2]
-    km = fstate[0]
-    w = fstate[1]
-    sr = start // width
-    sc = start - sr * width
     rows = cost.size // width - 2
     k = idx.size
     for i in range(k):          # read every original before writing any (duplicates)
@@ -331,14 +378,42 @@ def _dstar_update_cells(cost, width, g, rhs, key1, key2, node, pos, istate, fsta
         mark[v] = 0
         if v == goal:
             continue
-        rhs[v] = _min_succ(cost, width, g, v)
-        size = _update_vertex(g, rhs, key1, key2, node, pos, size, v, width, sr, sc, km, w)
+        r_new = _min_succ(cost, width, gr, v)
+        if r_new == gr[2 * v + 1]:
+            continue      # unchanged rhs: still consistent or still queued with a valid key
+        gr[2 * v + 1] = r_new
+        size = _update_vertex(cost, width, gr, hkey, node, pos, istate, fstate, lattice, block_shift,
+                              size, v)
     istate[0] = size
     return changed
 
 
+@njit(f"void({_STATE})", cache=True)
+def _dstar_rekey(cost, width, gr, hkey, node, pos, istate, fstate, lattice, block_shift):
+    """Recompute every queued key for the current start, ``km`` and heuristic, and re-heapify.
+
+    Used after the heuristic changed (its weight fell, or the lattice potentials were
+    rebuilt); the caller resets ``km`` to 0 first.
+    """
+    size = istate[0]
+    start = istate[1]
+    sr = start // width
+    sc = start - sr * width
+    lat_w = ((width - 2 + (1 << block_shift) - 1) >> block_shift) + 1
+    for i in range(size):
+        u = np.int64(node[i])
+        ur = u // width
+        k2 = min(gr[2 * u], gr[2 * u + 1])
+        hkey[2 * i] = k2 + _heuristic(ur, u - ur * width, sr, sc, fstate, lattice, lat_w, block_shift) \
+            + fstate[0]
+        hkey[2 * i + 1] = k2
+    if size > 1:
+        for i in range((size - 2) // 4, -1, -1):   # Floyd's heapify (4-ary)
+            _heap_put_down(hkey, node, pos, i, hkey[2 * i], hkey[2 * i + 1], np.int64(node[i]), size)
+
+
 @njit("int64(float32[::1], int64, float64[::1], int64, int64, int64[::1], float64[::1])", cache=True)
-def _dstar_extract_path(cost, width, g, start, goal, out, total_out):
+def _dstar_extract_path(cost, width, gr, start, goal, out, total_out):
     """Follow ``argmin_v c(u, v) + g[v]`` from ``start`` to ``goal``.
 
     Writes the cells into ``out`` (if it is large enough) and the path cost, summed
@@ -349,6 +424,7 @@ def _dstar_extract_path(cost, width, g, start, goal, out, total_out):
     count = 0
     u = start
     total = 0.0
+    inf = np.inf
     while True:
         if count < out.size:
             out[count] = u
@@ -357,16 +433,25 @@ def _dstar_extract_path(cost, width, g, start, goal, out, total_out):
             break
         if count > n:
             return -1
-        best = np.inf
+        best = inf
         best_v = -1
         best_c = 0.0
+        cu = np.float64(cost[u])
         for dr in range(-1, 2):
             for dc in range(-1, 2):
                 if dr == 0 and dc == 0:
                     continue
-                e = _edge_cost(cost, width, u, dr, dc)
                 v = u + dr * width + dc
-                val = e + g[v]
+                cv = cost[v]
+                if cv == inf:
+                    continue
+                if dr != 0 and dc != 0:
+                    if cost[u + dc] == inf or cost[u + dr * width] == inf:
+                        continue
+                    e = _HALF_SQRT2 * (cu + np.float64(cv))
+                else:
+                    e = 0.5 * (cu + np.float64(cv))
+                val = e + gr[2 * v]
                 if val < best:
                     best = val
                     best_v = v

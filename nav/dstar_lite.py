@@ -12,9 +12,14 @@ part of the search those changes affect instead of planning from scratch::
     path = dsl.replan()               # same cost as a fresh plan, far fewer expansions
 
 Costs follow :mod:`nav.planning` (move length × mean of the two cells' costs,
-``inf`` = lethal, no corner cutting). The heuristic is the octile distance times
-the smallest cost seen so far; if an update brings a cheaper cell, the weight is
-lowered and the queue re-keyed so it stays admissible.
+``inf`` = lethal, no corner cutting). The heuristic is the larger of the octile
+distance times the smallest cost seen so far and, on grids whose costs vary, the
+corner-lattice bounds of :mod:`nav.astar` used ALT-style (``|φ(u) - φ(start)|``
+for potentials ``φ`` built once from the first start; see
+:mod:`nav._dstar_lite_kernels`). Both stay valid as the start moves. If an update
+brings a cell cheaper than the smallest cost (or than its 8 × 8 block's minimum),
+the weight is lowered (or the potentials rebuilt) and the queue re-keyed before the
+next replan, so the heuristic stays admissible.
 """
 from __future__ import annotations
 
@@ -25,7 +30,9 @@ import time
 import numpy as np
 
 from . import _dstar_lite_kernels as _k
-from .astar import _check_size, _no_path_message, _octile, _run_chunks
+from . import astar as _astar
+from .astar import (_block_minima, _check_size, _interpolate, _lattice, _no_path_message, _octile,
+                    _run_chunks)
 from .errors import (GoalInHazard, NoPathFound, PlanningCancelled, PlanningTimedOut,
                      StartInHazard)
 from .path import Path
@@ -54,6 +61,14 @@ class DStarLite:
         Start (the rover) and goal cells, inside the grid.
     cell_size_m : float
         Only scales :attr:`Path.length_m`.
+    lattice_heuristic : bool
+        Add the corner-lattice bounds to the octile heuristic when they pay (long
+        queries on grids whose costs vary, the rule of :mod:`nav.astar`). They cut
+        the first plan's expansions 2-3× (about half its time), but replans after
+        updates that lower costs get dearer: the rebuilt, weaker bounds reach
+        vertices the focused first plan never settled. Off by default, because a
+        rover replans far more often than it plans; :func:`search` (one plan)
+        turns them on.
 
     Notes
     -----
@@ -61,17 +76,22 @@ class DStarLite:
     heap positions, the padded cost copy and a mark byte), e.g. 190 MB for
     2048 × 2048.
 
-    Cost: the first plan is a full search from the goal (about 2-3× the time of
-    :func:`nav.astar.search`, whose heuristic is stronger). A replan costs in
-    proportion to the vertices whose cost-to-goal changed *and* lie within the
-    heuristic's focus on the rover; ``benchmarks/bench_planners.py`` measures it.
+    Cost: the first plan is a full search from the goal (see
+    ``benchmarks/bench_planners.py`` for its ratio to :func:`nav.astar.search`). A
+    replan costs in proportion to the vertices whose cost-to-goal changed *and* lie
+    within the heuristic's focus on the rover. An update that makes a cell cheaper
+    than its block's minimum costs a rebuild of the lattice potentials (O(cells / 64)
+    Dijkstra) and of the queue keys at the next replan.
     """
 
-    def __init__(self, cost, start_rc, goal_rc, *, cell_size_m: float = 1.0):
+    def __init__(self, cost, start_rc, goal_rc, *, cell_size_m: float = 1.0,
+                 lattice_heuristic: bool = False):
         a = validate_cost_grid(cost)
         cs = float(cell_size_m)
         if not (math.isfinite(cs) and cs > 0):
             raise ValueError(f"cell_size_m must be a finite number > 0, got {cell_size_m!r}")
+        if not isinstance(lattice_heuristic, (bool, np.bool_)):
+            raise ValueError(f"lattice_heuristic must be True or False, got {lattice_heuristic!r}")
         rows, cols = self._shape = a.shape
         self._width = cols + 2
         self._cell_size_m = cs
@@ -86,21 +106,52 @@ class DStarLite:
         _check_size(n)
         lowest = float(a.min())
         w = lowest if math.isfinite(lowest) else 1.0   # an all-lethal grid plans nothing anyway
-        self._g = np.full(n, np.inf)
-        self._rhs = np.full(n, np.inf)
-        self._key1 = np.empty(n)
-        self._key2 = np.empty(n)
+        self._gr = np.full(2 * n, np.inf)     # g and rhs interleaved
+        self._g = self._gr[0::2]
+        self._rhs = self._gr[1::2]
+        self._hkey = np.empty(2 * n)          # heap keys (k1, k2) interleaved
         self._node = np.empty(n, dtype=np.int32)
         self._pos = np.full(n, -1, dtype=np.int32)
         self._mark = None   # work space of update_cells, allocated on first use
         start, goal = self._index(s), self._index(g)
         self._istate = np.array([1, start, goal, 0], dtype=np.int64)
-        self._fstate = np.array([0.0, w])   # [km, h_weight]
+        self._fstate = np.array([0.0, w, 0.0, 0.0, 0.0])   # [km, h_weight, φ(start) × 3]
+        self._lattice = np.zeros(0)
+        self._shift = int(_astar.LATTICE_BLOCK_SHIFT)   # blocks of 2**shift cells (as nav.astar)
+        self._block_min = None     # the block minima the lattice potentials were built from
+        self._rekey = False        # the heuristic changed: rebuild / re-key before the next search
+        bar = max(_astar.LATTICE_MIN_CELLS, math.sqrt(a.size) / 8)   # as nav.astar decides
+        if lattice_heuristic and _octile(s[0] - g[0], s[1] - g[1]) >= bar:
+            bm = _block_minima(a, 1 << self._shift)
+            fin = bm[bm < np.inf]
+            if fin.size and fin.max() > w:   # costs vary: the lattice bounds pay
+                self._block_min = bm
+                self._build_lattice(s)
         self._rhs[goal] = 0.0
         self._node[0] = goal
         self._pos[goal] = 0
-        self._key1[0] = float(_octile(s[0] - g[0], s[1] - g[1])) * w
-        self._key2[0] = 0.0
+        self._hkey[0] = self._h_rc(g)
+        self._hkey[1] = 0.0
+
+    def _build_lattice(self, source_rc) -> None:
+        """(Re)build the lattice potentials from ``_block_min`` with ``source_rc`` as their source."""
+        lat, at_source = _lattice(self._block_min, source_rc)
+        self._lattice = lat
+        self._fstate[2:5] = at_source
+
+    def _phi(self, rc) -> np.ndarray:
+        """The three lattice potentials at cell ``rc`` (as the kernel interpolates them)."""
+        bm = self._block_min
+        lat = self._lattice.reshape(bm.shape[0] + 1, bm.shape[1] + 1, 3)
+        return _interpolate(lat, np.array([int(rc[0])]), np.array([int(rc[1])]))[0]
+
+    def _h_rc(self, rc) -> float:
+        """The heuristic between cell ``rc`` and the current start (float; see the kernels)."""
+        sr, sc = self.start_rc
+        h = float(_octile(int(rc[0]) - sr, int(rc[1]) - sc)) * float(self._fstate[1])
+        if self._lattice.size:
+            h = max(h, float(np.abs(self._phi(rc) - self._fstate[2:5]).max()))
+        return h
 
     def _index(self, rc) -> int:
         return (int(rc[0]) + 1) * self._width + int(rc[1]) + 1
@@ -188,42 +239,49 @@ class DStarLite:
             return 0
         if self._mark is None:
             self._mark = np.zeros(self._cost.size, dtype=np.uint8)
-        changed = _k._dstar_update_cells(self._cost, self._width, self._g, self._rhs, self._key1,
-                                         self._key2, self._node, self._pos, self._istate, self._fstate,
-                                         idx, vals32, self._mark, np.empty(idx.size, dtype=np.float32),
+        changed = _k._dstar_update_cells(self._cost, self._width, self._gr, self._hkey, self._node,
+                                         self._pos, self._istate, self._fstate, self._lattice,
+                                         self._shift, idx, vals32, self._mark,
+                                         np.empty(idx.size, dtype=np.float32),
                                          np.empty(9 * idx.size, dtype=np.int64))
+        # Keep the heuristic admissible: a cell cheaper than the octile weight or than
+        # the block minimum the potentials were built from invalidates them.
         lowest = float(vals32.min())
-        if lowest < self._fstate[1]:   # the heuristic would overestimate: lower its weight
-            self._reweight(lowest)
+        if lowest < self._fstate[1]:
+            self._fstate[1] = lowest
+            self._rekey = True
+        if self._block_min is not None:
+            br = cells[:, 0] >> self._shift
+            bc = cells[:, 1] >> self._shift
+            below = vals32 < self._block_min[br, bc]
+            if below.any():
+                np.minimum.at(self._block_min, (br[below], bc[below]), vals32[below].astype(np.float64))
+                self._rekey = True
         return int(changed)
 
     def move_start(self, rc) -> None:
         """The rover is now at ``rc``: shift the heuristic's focus (``km``) for the next replan."""
         r, c = _check_rc(rc, self._shape, "start")
-        sr, sc = self.start_rc
-        self._fstate[0] += float(_octile(r - sr, c - sc)) * self._fstate[1]   # km += h(old, new)
+        if not self._rekey:   # (a pending re-key restarts km anyway)
+            self._fstate[0] += self._h_rc((r, c))   # km += h(old start, new start)
+            if self._lattice.size:
+                self._fstate[2:5] = self._phi((r, c))
         self._istate[1] = self._index((r, c))
 
-    def _reweight(self, w: float) -> None:
-        """Lower the heuristic weight to ``w`` and rebuild every queued key (km restarts at 0).
+    def _refresh_heuristic(self) -> None:
+        """After an update made the heuristic inadmissible: rebuild the lattice potentials
+        (from the current start) and every queued key; ``km`` restarts at 0.
 
-        Keys computed exactly for the current start are valid D* Lite keys, and a
-        sorted array is a valid heap.
+        Keys computed exactly for the current start and heuristic are valid D* Lite keys.
         """
-        self._fstate[1] = w
+        if self._block_min is not None:
+            self._build_lattice(self.start_rc)
         self._fstate[0] = 0.0
-        size = int(self._istate[0])
-        nodes = self._node[:size].astype(np.int64)
-        k2 = np.minimum(self._g[nodes], self._rhs[nodes])
-        sr, sc = self.start_rc
-        k1 = k2 + _octile(nodes // self._width - 1 - sr, nodes % self._width - 1 - sc) * w
-        order = np.lexsort((k2, k1))
-        nodes = nodes[order]
-        self._node[:size] = nodes
-        self._key1[:size] = k1[order]
-        self._key2[:size] = k2[order]
-        self._pos[nodes] = np.arange(size, dtype=np.int32)
-        log.debug("D* Lite: heuristic weight lowered to %g, %d keys rebuilt", w, size)
+        _k._dstar_rekey(self._cost, self._width, self._gr, self._hkey, self._node, self._pos,
+                        self._istate, self._fstate, self._lattice, self._shift)
+        self._rekey = False
+        log.debug("D* Lite: heuristic rebuilt (weight %g), %d keys recomputed", self._fstate[1],
+                  int(self._istate[0]))
 
     # -------------------------------------------------------------- planning
     def _where(self) -> str:
@@ -237,12 +295,14 @@ class DStarLite:
             raise StartInHazard(f"start (row {sr}, col {sc}) is in a lethal cell (cost inf)")
         if not self._grid[gr, gc] < np.inf:
             raise GoalInHazard(f"goal (row {gr}, col {gc}) is in a lethal cell (cost inf)")
+        if self._rekey:
+            self._refresh_heuristic()
         first = int(self._istate[3])
         counters = np.zeros(2, dtype=np.int64)  # [unused, expansions in this call] for _run_chunks
 
         def step(stop):
-            st = _k._dstar_compute(self._cost, self._width, self._g, self._rhs, self._key1, self._key2,
-                                   self._node, self._pos, self._istate, self._fstate,
+            st = _k._dstar_compute(self._cost, self._width, self._gr, self._hkey, self._node, self._pos,
+                                   self._istate, self._fstate, self._lattice, self._shift,
                                    first + min(stop, _NO_LIMIT - first), _KEY_REL_TOL)
             counters[1] = self._istate[3] - first
             return st
@@ -271,10 +331,10 @@ class DStarLite:
         out = np.empty(4 * (rows + cols), dtype=np.int64)
         total = np.zeros(1)
         goal = int(self._istate[2])
-        count = _k._dstar_extract_path(self._cost, self._width, self._g, start, goal, out, total)
+        count = _k._dstar_extract_path(self._cost, self._width, self._gr, start, goal, out, total)
         if count > out.size:
             out = np.empty(count, dtype=np.int64)
-            count = _k._dstar_extract_path(self._cost, self._width, self._g, start, goal, out, total)
+            count = _k._dstar_extract_path(self._cost, self._width, self._gr, start, goal, out, total)
         if count < 0:  # pragma: no cover - would be a kernel bug
             raise RuntimeError(f"dstar_lite: could not follow g from start to goal, planning {where}")
         idx = out[:count]
@@ -284,6 +344,7 @@ class DStarLite:
         log.debug("dstar_lite %s: cost %.6g, %d cells expanded", where, total[0], expanded)
         return GridResult(points_rcf=pts, cost=float(total[0]), expanded=expanded,
                           info={"heuristic_weight": float(self._fstate[1]), "km": self.km,
+                                "lattice_heuristic": bool(self._lattice.size),
                                 "rhs_start": float(self._rhs[start])})
 
     def plan(self, *, max_expansions: int | None = None, deadline_s: float | None = None, cancel=None,
@@ -346,4 +407,5 @@ def search(cost, start_rc, goal_rc, *, max_expansions=None, deadline=None, cance
 
     Parameters and result as :func:`nav.astar.search`.
     """
-    return DStarLite(cost, start_rc, goal_rc)._compute(max_expansions, deadline, cancel)
+    return DStarLite(cost, start_rc, goal_rc, lattice_heuristic=True)._compute(max_expansions, deadline,
+                                                                              cancel)

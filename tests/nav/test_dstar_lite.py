@@ -119,10 +119,19 @@ def scenarios(draw, max_side=9):
 
 
 @settings(max_examples=150, deadline=None)
-@given(sc=scenarios())
-def test_replans_equal_fresh_reference_after_updates_and_moves(sc):
+@given(sc=scenarios(), lattice=st.booleans())
+def test_replans_equal_fresh_reference_after_updates_and_moves(sc, lattice):
+    with pytest.MonkeyPatch.context() as mp:
+        # lattice=True: the corner-lattice bounds even on these small grids (normally skipped),
+        # over 2 × 2-cell blocks so that the block minima differ
+        mp.setattr(astar, "LATTICE_MIN_CELLS", 0 if lattice else math.inf)
+        mp.setattr(astar, "LATTICE_BLOCK_SHIFT", 1)
+        _replans_equal_fresh_reference(sc, lattice)
+
+
+def _replans_equal_fresh_reference(sc, lattice):
     cost, s, g, batches = sc
-    dsl = DStarLite(cost, s, g)
+    dsl = DStarLite(cost, s, g, lattice_heuristic=lattice)
     path = assert_plan_matches_reference(dsl)
     rng = np.random.default_rng(len(batches))
     for rc, vals, move in batches:
@@ -137,8 +146,8 @@ def test_replans_equal_fresh_reference_after_updates_and_moves(sc):
 
 
 @settings(max_examples=15, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1))
-def test_larger_grids_with_blocks_of_changes(seed):
+@given(seed=st.integers(0, 2**32 - 1), lattice=st.booleans())
+def test_larger_grids_with_blocks_of_changes(seed, lattice):
     from scipy.ndimage import gaussian_filter
 
     rng = np.random.default_rng(seed)
@@ -148,12 +157,13 @@ def test_larger_grids_with_blocks_of_changes(seed):
     cost[rng.random((rows, cols)) < 0.15] = np.inf
     fin = np.argwhere(np.isfinite(cost))
     s, g = tuple(fin[0]), tuple(fin[-1])
-    dsl = DStarLite(cost, s, g)
+    dsl = DStarLite(cost, s, g, lattice_heuristic=lattice)
     for _ in range(4):
         r0, c0 = rng.integers(0, rows - 5), rng.integers(0, cols - 5)
         rr, cc = np.mgrid[r0:r0 + 5, c0:c0 + 5]
         rc = np.stack([rr.ravel(), cc.ravel()], 1)
-        dsl.update_cells(rc, rng.choice([np.inf, 1.5, 6.0], len(rc)))
+        # lethal, dearer, and cheaper than the block minima (rebuilds the lattice bounds)
+        dsl.update_cells(rc, rng.choice([np.inf, 1.5, 6.0, 1.01], len(rc)))
         current = np.array(dsl.cost)
         ref = csgraph_costs(current, dsl.start_rc)[dsl.goal_rc]
         if not (np.isfinite(current[dsl.start_rc]) and np.isfinite(current[dsl.goal_rc])):
@@ -162,7 +172,10 @@ def test_larger_grids_with_blocks_of_changes(seed):
             with pytest.raises(NoPathFound):
                 dsl.replan()
             continue
-        assert dsl.replan().cost == pytest.approx(ref, rel=1e-9)
+        path = dsl.replan()
+        assert path.cost == pytest.approx(ref, rel=1e-9)
+        if len(path) > 3:
+            dsl.move_start(path.cells_rc[3])   # the rover drives on
 
 
 def _rover_scene(n=128, seed=7):
@@ -255,6 +268,21 @@ def test_cheaper_cells_lower_the_heuristic_weight():
     assert p.cost == pytest.approx(ref_dijkstra(np.array(dsl.cost), (0, 2), (4, 11)), rel=1e-12)
 
 
+def test_lattice_bounds_rebuilt_when_a_cell_gets_cheaper_than_its_block():
+    cost, s, g, rng = _rover_scene(96)
+    dsl = DStarLite(cost, s, g, lattice_heuristic=True)
+    first = dsl.plan()
+    assert first.info["lattice_heuristic"]
+    assert first.expanded < DStarLite(cost, s, g).plan().expanded   # tighter bounds, fewer cells
+    dsl.move_start(first.cells_rc[8])
+    rc = first.cells_rc[20:60]
+    dsl.update_cells(rc, 1.0)   # the whole stretch of path at the map's flattest cost
+    p = dsl.replan()
+    current = np.array(dsl.cost)
+    assert p.cost == pytest.approx(csgraph_costs(current, dsl.start_rc)[g], rel=1e-9)
+    assert p.info["km"] == 0.0   # the keys were rebuilt for the new bounds
+
+
 def test_update_cells_validates_and_counts_changes():
     dsl = DStarLite(np.ones((4, 5)), (0, 0), (3, 4))
     assert dsl.update_cells([(1, 1), (1, 1), (2, 2)], [5.0, 5.0, 1.0]) == 1   # (2, 2) was already 1
@@ -275,6 +303,8 @@ def test_update_cells_validates_and_counts_changes():
         dsl.update_cells([(0, 1), (0, 2)], [1.0, 2.0, 3.0])
     with pytest.raises(ValueError):
         dsl.cost[0, 0] = 3.0   # read-only view
+    with pytest.raises(ValueError, match="lattice_heuristic must be True or False, got 'yes'"):
+        DStarLite(np.ones((4, 5)), (0, 0), (3, 4), lattice_heuristic="yes")
 
 
 def test_paths_and_plan_grid_agree():
