@@ -16,6 +16,9 @@ from .errors import (ConfigError, DEMError, GoalInHazard, GoalOutsideMap, NavErr
 from .path import Path
 from .planning import PLANNERS, plan, plan_grid
 from .terrain_map import TerrainMap
+# eager but cheap (the Numba kernels load on first call): importing the submodule from
+# __getattr__ would bind nav.traversability to the module instead of the function
+from .traversability import traversability
 
 __all__ = [
     "TerrainMap", "load_dem", "traversability", "CostMap", "plan", "plan_grid", "PLANNERS", "Path",
@@ -29,9 +32,6 @@ def __getattr__(name):  # lazy: keep `import nav` cheap (no Numba compile, no fi
     if name == "load_dem":
         from .dem_io import load_dem
         return load_dem
-    if name == "traversability":
-        from .traversability import traversability
-        return traversability
     if name == "DStarLite":
         from .dstar_lite import DStarLite
         return DStarLite

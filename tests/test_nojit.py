@@ -1,0 +1,69 @@
+"""Every kernel family run uncompiled (NUMBA_DISABLE_JIT=1) on small inputs equals the compiled run.
+
+Uncompiled kernels are plain Python over numpy arrays, so an out-of-bounds index raises instead of
+reading garbage; agreement with the compiled run also catches type-dependent behaviour. The script
+runs in a subprocess because the JIT switch is read at import.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SCRIPT = r'''
+import json, sys
+import numpy as np
+import nav
+from sim.terrain import generate_terrain
+
+out = {}
+gen = generate_terrain("mars", size_m=4.0, cell_size_m=0.1, seed=5)
+out["terrain"] = gen.terrain.elevation_m
+out["rocks"] = np.array([len(gen.rocks), len(gen.craters)], dtype=np.float64)
+cm = nav.traversability(gen.terrain, nav.load_rover("skidsteer"))
+for k in ("cost", "slope_deg", "step_m", "roughness_m"):
+    out[k] = getattr(cm, k)
+out["reason"] = cm.reason.astype(np.float64)
+rng = np.random.default_rng(0)
+cost = rng.uniform(1, 4, (24, 24)).astype(np.float32)
+cost[rng.random((24, 24)) < 0.2] = np.inf
+cost[0, 0] = cost[23, 23] = 1.0
+for planner in ("astar", "dijkstra", "field_dstar", "dstar_lite"):
+    try:
+        p = nav.plan_grid(cost, (0, 0), (23, 23), planner=planner)
+        out["plan_" + planner] = np.r_[p.cost, p.points_rcf.ravel()]
+    except nav.NoPathFound:
+        out["plan_" + planner] = np.array([-1.0])
+d = nav.DStarLite(cost, (0, 0), (23, 23))
+d.plan()
+d.update_cells(np.array([[5, 5], [6, 6], [7, 7]]), np.array([np.inf, 2.0, 3.0]))
+d.move_start((1, 1))
+out["dstar_replan"] = np.array([d.replan().cost])
+tm = nav.TerrainMap(rng.normal(0, 1, (17, 13)), 0.3)
+out["resample_coarse"] = tm.resampled(0.7).elevation_m
+out["resample_fine"] = tm.resampled(0.2).elevation_m
+np.savez(sys.argv[1], **out)
+'''
+
+
+def _run(tmp_path, name, disable_jit):
+    script = tmp_path / "kernels.py"
+    script.write_text(SCRIPT)
+    out = tmp_path / f"{name}.npz"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env["NUMBA_DISABLE_JIT"] = "1" if disable_jit else "0"
+    r = subprocess.run([sys.executable, str(script), str(out)], env=env, cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, f"NUMBA_DISABLE_JIT={int(disable_jit)} run failed:\n{r.stderr[-4000:]}"
+    return dict(np.load(out))
+
+
+def test_uncompiled_kernels_equal_compiled(tmp_path):
+    jit = _run(tmp_path, "jit", False)
+    nojit = _run(tmp_path, "nojit", True)
+    assert jit.keys() == nojit.keys()
+    for k in jit:
+        np.testing.assert_allclose(nojit[k], jit[k], rtol=1e-5, atol=1e-6, equal_nan=True, err_msg=k)
