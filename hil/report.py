@@ -54,7 +54,7 @@ def _colour_layer(values: np.ndarray, vmax: float, colormap=cv2.COLORMAP_VIRIDIS
 
 
 def _panel_scale(shape, target_px: int) -> float:
-    return max(1.0, min(8.0, target_px / max(shape)))
+    return min(8.0, target_px / max(shape))
 
 
 def _resize(img: np.ndarray, scale: float) -> np.ndarray:
@@ -159,7 +159,8 @@ def render_plan_png(path, costmap: CostMap, plan=None, start_rcf=None, goal_rcf=
     out = np.hstack([pad(main), np.full((h, 8, 3), 255, np.uint8), pad(right)])
     path = FsPath(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), out, [cv2.IMWRITE_PNG_COMPRESSION, 1]):
+    if not cv2.imwrite(str(path), out, [cv2.IMWRITE_PNG_COMPRESSION, 1,
+                                            cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY]):
         raise OSError(f"could not write PNG {path}")
     return path
 
