@@ -61,9 +61,9 @@ import math
 import numpy as np
 
 from . import _field_dstar_kernels as _k
-from .errors import (GoalInHazard, GoalOutsideMap, NoPathFound, PlanningCancelled, PlanningError,
-                     PlanningTimedOut, StartInHazard, StartOutsideMap)
-from .planning import GridResult, validate_cost_grid
+from .errors import (GoalInHazard, NoPathFound, PlanningCancelled, PlanningError,
+                     PlanningTimedOut, StartInHazard)
+from .planning import GridResult, _check_rc, validate_cost_grid
 
 __all__ = ["search", "polyline_cost", "cost_to_goal"]
 
@@ -71,17 +71,6 @@ log = logging.getLogger(__name__)
 
 _CHUNK = 8192           # expansions between deadline/cancel checks
 _REL_TOL = 1e-9         # polyline vs g(start) before the exact discrete search is run
-
-
-def _check_node(rc, shape, which):
-    try:
-        r, c = (int(v) for v in rc)
-    except (TypeError, ValueError):
-        raise ValueError(f"{which}_rc must be a (row, col) pair of integers, got {rc!r}") from None
-    if not (0 <= r < shape[0] and 0 <= c < shape[1]):
-        exc = StartOutsideMap if which == "start" else GoalOutsideMap
-        raise exc(f"{which} (row {r}, col {c}) is outside the {shape[0]}x{shape[1]} grid")
-    return r, c
 
 
 class _Budget:
@@ -239,7 +228,7 @@ def cost_to_goal(cost, goal_rc, *, interp: bool = True) -> np.ndarray:
         ``np.inf`` where the goal cannot be reached.
     """
     a = validate_cost_grid(cost)
-    goal = _check_node(goal_rc, a.shape, "goal")
+    goal = _check_rc(goal_rc, a.shape, "goal")
     if not np.isfinite(a[goal]):
         raise GoalInHazard(f"goal (row {goal[0]}, col {goal[1]}) is in a lethal cell (cost inf)")
     rows, cols = a.shape
@@ -303,8 +292,8 @@ def search(cost, start_rc, goal_rc, *, max_expansions=None, deadline=None, cance
     is a valid path, merely not certified to be no costlier than A*'s.
     """
     a = validate_cost_grid(cost)
-    start = _check_node(start_rc, a.shape, "start")
-    goal = _check_node(goal_rc, a.shape, "goal")
+    start = _check_rc(start_rc, a.shape, "start")
+    goal = _check_rc(goal_rc, a.shape, "goal")
     if not np.isfinite(a[start]):
         raise StartInHazard(f"start (row {start[0]}, col {start[1]}) is in a lethal cell (cost inf)")
     if not np.isfinite(a[goal]):

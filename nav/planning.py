@@ -24,7 +24,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from .costmap import CostMap
-from .errors import (GoalInHazard, GoalOutsideMap, PlanningError, StartInHazard,
+from .errors import (GoalInHazard, GoalOutsideMap, StartInHazard,
                      StartOutsideMap)
 from .path import Path
 

@@ -1,7 +1,7 @@
 """TerrainMap: the cell-centre convention, written once, checked against hand-computed cases."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from nav import TerrainMap
 
