@@ -70,6 +70,30 @@ def _dark_box(img: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> None:
     img[y0:y1, x0:x1] = (img[y0:y1, x0:x1].astype(np.float32) * 0.35).astype(np.uint8)
 
 
+def _legend_strip(width: int) -> np.ndarray:
+    """A white strip naming the hazard colours and the path, to sit under the map."""
+    strip = np.full((30, width, 3), 255, np.uint8)
+    items = [("slope", dict(_REASON_COLOURS)[LETHAL_SLOPE]), ("step", dict(_REASON_COLOURS)[LETHAL_STEP]),
+             ("roughness", dict(_REASON_COLOURS)[LETHAL_ROUGHNESS]),
+             ("unknown", dict(_REASON_COLOURS)[LETHAL_UNKNOWN]),
+             ("rover radius", dict(_REASON_COLOURS)[LETHAL_INFLATED])]
+    x = 6
+    cv2.putText(strip, "lethal:", (x, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (20, 20, 20), 1, cv2.LINE_AA)
+    x += 58
+    for name, colour in items:
+        cv2.rectangle(strip, (x, 9), (x + 13, 22), colour, -1)
+        cv2.putText(strip, name, (x + 18, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (20, 20, 20), 1, cv2.LINE_AA)
+        x += 26 + 9 * len(name)
+    cv2.line(strip, (x, 15), (x + 14, 15), (255, 255, 0), 3)
+    cv2.putText(strip, "path", (x + 18, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (20, 20, 20), 1, cv2.LINE_AA)
+    x += 62
+    for name, colour in (("start", (60, 200, 60)), ("goal", (0, 215, 255))):
+        cv2.circle(strip, (x + 6, 15), 6, colour, -1, cv2.LINE_AA)
+        cv2.putText(strip, name, (x + 16, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (20, 20, 20), 1, cv2.LINE_AA)
+        x += 64
+    return strip
+
+
 def _title(img: np.ndarray, text: str) -> np.ndarray:
     bar = np.full((28, img.shape[1], 3), 255, np.uint8)
     cv2.putText(bar, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (20, 20, 20), 1, cv2.LINE_AA)
@@ -125,19 +149,7 @@ def render_plan_png(path, costmap: CostMap, plan=None, start_rcf=None, goal_rcf=
     y0 = main.shape[0] - 14
     cv2.line(main, (12, y0), (12 + bar_px, y0), (255, 255, 255), 3)
     cv2.putText(main, f"{bar_m:g} m", (12, y0 - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
-    legend = [("slope", LETHAL_SLOPE), ("step", LETHAL_STEP), ("roughness", LETHAL_ROUGHNESS),
-              ("unknown", LETHAL_UNKNOWN), ("rover radius", LETHAL_INFLATED)]
-    x = main.shape[1] - 150
-    _dark_box(main, x - 8, 4, main.shape[1] - 4, 16 + 20 * (len(legend) + 2))
-    cv2.putText(main, "lethal:", (x, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-    for i, (name, flag) in enumerate(legend):
-        colour = dict(_REASON_COLOURS)[flag]
-        yy = 40 + i * 20
-        cv2.rectangle(main, (x, yy - 11), (x + 13, yy + 2), colour, -1)
-        cv2.putText(main, name, (x + 20, yy), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-    yy = 40 + len(legend) * 20
-    cv2.line(main, (x, yy - 5), (x + 13, yy - 5), (255, 255, 0), 3)
-    cv2.putText(main, "path", (x + 20, yy), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    main = np.vstack([main, _legend_strip(main.shape[1])])
     main = _title(main, title or "terrain, hazards and path (north up)")
     small = []
     for name, layer, vmax in (("slope (deg)", costmap.slope_deg, lim.get("max_slope_deg", 30.0)),
