@@ -17,6 +17,8 @@ twice as long and is printed too), and time per cell for several footprint sizes
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 import statistics
 import sys
 import time
@@ -113,6 +115,50 @@ def scipy_traversability(z, cell_m, lim):
     return slope.astype(np.float32), step.astype(np.float32), rough.astype(np.float32), cost, reason
 
 
+def stage_times(terrain, rover, kw, repeats):
+    """Median seconds of the wrapper's three stages: layer kernel, inflation, fresh outputs.
+
+    The layer kernel writes into outputs touched before (no page faults); inflation
+    runs on a fresh copy of its input each time; "fresh outputs" is the first touch
+    of five new output arrays (17 bytes per cell), which the wrapper pays too.
+    """
+    import importlib
+    trav = importlib.import_module("nav.traversability")
+    kern = trav._kernels()
+    cm = nav.traversability(terrain, rover, **kw)
+    lim, hz, z = cm.limits, dataclasses.replace(rover.hazards, **kw), terrain.elevation_m
+    outs = [np.zeros(z.shape, np.float32) for _ in range(4)] + [np.zeros(z.shape, np.uint8)]
+    zref = trav._reference_height(z)
+
+    def layers():
+        kern._compute_layers(z, zref, terrain.cell_size_m, lim["footprint_cells"] // 2,
+                             lim["step_window_cells"] // 2, lim["min_known_fraction"], hz.max_slope_deg,
+                             hz.max_step_m, hz.max_roughness_m, hz.slope_weight, hz.step_weight,
+                             hz.roughness_weight, hz.unknown == "lethal", hz.unknown_cost, LETHAL_SLOPE,
+                             LETHAL_STEP, LETHAL_ROUGHNESS, LETHAL_UNKNOWN, trav._STRIPE_COLS,
+                             max(2 * lim["footprint_cells"], 32), *outs)
+
+    radius2 = trav._radius2_cells(lim["inflation_radius_m"], terrain.cell_size_m)
+    block = min(z.shape[0], max(trav._INFLATE_BLOCK_ROWS, math.isqrt(radius2) + 1))
+
+    def inflation():
+        reason, cost = outs[4].copy(), outs[3].copy()
+        return _timed(lambda: kern._inflate_lethal(reason, cost, radius2, LETHAL_INFLATED, block))
+
+    def fresh():
+        for dt in (np.float32,) * 4 + (np.uint8,):
+            np.empty(z.shape, dt).fill(0)
+
+    layers()
+    t = {"layer kernel (slope, step, roughness, cost, flags)": [], "inflation": [],
+         "first touch of 5 fresh outputs": []}
+    for _ in range(repeats):
+        t["layer kernel (slope, step, roughness, cost, flags)"].append(_timed(layers))
+        t["inflation"].append(inflation())
+        t["first touch of 5 fresh outputs"].append(_timed(fresh))
+    return {k: statistics.median(v) for k, v in t.items()}
+
+
 def copy_bandwidth(nbytes: int = 1 << 28, repeats: int = 5) -> float:
     """Bytes read + written per second by np.copyto of a large buffer (best of ``repeats``)."""
     a = np.ones(nbytes // 8)
@@ -181,6 +227,13 @@ def main():
     print(f"| floor: 16 B/cell ÷ bandwidth | {floor * 1e3:.1f} ms |")
     print(f"| nav.traversability / floor | {ours / floor:.1f}× → **{100 * floor / ours:.1f} %** of the floor |")
     print(f"| same, bandwidth counted as bytes copied | {100 * 2 * floor / ours:.1f} % |")
+    print()
+
+    # --- where the time goes (the wrapper's stages, timed apart on the same map)
+    print("| stage | ns / cell |")
+    print("|---|---:|")
+    for name, t in stage_times(terrain, rover, kw, a.repeats).items():
+        print(f"| {name} | {t / cells * 1e9:.1f} |")
     print()
 
     # --- time per cell vs footprint

@@ -25,16 +25,20 @@ Plane-fit moments (float64)
     (exact in float64).
 
 Step
-    Max and min over the wheel-sized window by van Herk / Gil-Werman: vertically
+    Max and min over the wheel-sized window: vertically by van Herk / Gil-Werman
     with blocks of ``ks`` rows (running extrema of the block being filled, stored
-    suffix extrema of the previous block), horizontally with block prefix and
-    suffix extrema along the stripe.
+    suffix extrema of the previous block), horizontally by ``floor(log2 ks)``
+    doubling passes along the stripe (each one vectorized loop; a van Herk scan
+    along the row is a serial dependency chain and cost more for every window a
+    wheel can have — 3 passes for ``ks`` up to 15, 6 up to 127).
 
 Inflation
-    Exact Euclidean disk dilation in O(cells): vertical distance to the nearest
-    lethal cell per column (a scan down, and a scan up per block of rows with a
-    look-ahead of the radius), then per row a running max/min of the horizontal
-    reach of each column (see :func:`_inflate_lethal`).
+    Exact Euclidean disk dilation: vertical distance to the nearest lethal cell
+    per column (a scan down, and a scan up per block of rows with a look-ahead of
+    the radius; O(1) per cell), then per row sliding extrema of the horizontal
+    reach of each column over ``R + 1`` columns by ``floor(log2(R + 1))``
+    vectorized doubling passes (R clipped to the map width; 3 passes for a
+    radius of 8 cells; see :func:`_inflate_lethal`).
 
 Loops that run per cell are small helper functions over whole arrays, addressed
 by a row index and an *unsigned* column offset: LLVM vectorizes them (a signed
@@ -135,16 +139,17 @@ def _prefix_sums(acc_z, acc_zz, acc_iz, gap_n, gap_i, gap_ii, gaps, pre):
     for q in range(10):
         pre[q, 0] = 0.0
     for k in range(acc_z.size):
-        x = acc_z[k]
+        u = np.uint64(k)                        # unsigned: no negative-index test per access
+        x = acc_z[u]
         a += x
         b += fk * x
-        c += acc_iz[k]
-        d += acc_zz[k]
+        c += acc_iz[u]
+        d += acc_zz[u]
         fk += 1.0
-        pre[0, k + 1] = a
-        pre[1, k + 1] = b
-        pre[2, k + 1] = c
-        pre[3, k + 1] = d
+        pre[0, u + 1] = a
+        pre[1, u + 1] = b
+        pre[2, u + 1] = c
+        pre[3, u + 1] = d
     if not gaps:
         return
     a = 0.0
@@ -305,115 +310,58 @@ def _extrema_rows(z, i, ok, c0, n, run_hi, run_lo, p0, reset, suf_hi, suf_lo, q,
             suf_lo[q, p0 + u] = a
 
 
-@njit(f"void({_S}, {_S}, {_S2}, {_S2}, int64, int64, {_S}, {_S}, {_S}, {_S}, {_S}, {_S}, {_U}, {_U}, "
-      f"{_S2}, int64, {_U}, int64)", **_OPTS)
-def _step_row(blk_hi, blk_lo, suf_hi, suf_lo, q, block, col_hi, col_lo, pre_hi, pre_lo, out_hi,
-              out_lo, a_suf, a_pre, step_m, r, c_out, n):
-    """Step heights of one output row: horizontal van Herk over the vertical extrema.
+@njit(f"void({_S}, {_S}, {_S2}, {_S2}, int64, int64, {_S}, {_S}, {_S}, {_S}, {_U}, {_S2}, int64, {_U}, "
+      f"int64)", **_OPTS)
+def _step_row(blk_hi, blk_lo, suf_hi, suf_lo, q, ks, a_hi, a_lo, b_hi, b_lo, a0, step_m, r, c_out, n):
+    """Step heights of one output row: horizontal extrema over the vertical extrema.
 
-    1. The vertical-window extrema ``col = max/min(blk, suf[q])`` (vectorized).
-    2. Their prefix (``pre_*``) and suffix (``out_*``) extrema within consecutive
-       blocks of ``block`` cells. The scans are serial within a block, so four
-       blocks are scanned side by side (eight independent dependency chains).
-    3. Output ``k``'s window starts at stripe column ``a_suf + k`` and ends at
-       ``a_pre + k``: ``step_m[r, c_out + k] = max − min`` of the suffix at its
-       start and the prefix at its end (NaN when it holds no known cell).
+    1. The vertical-window extrema ``a = max/min(blk, suf[q])``.
+    2. Doubling passes: after the pass with span ``s``, entry ``k`` holds the
+       extrema of stripe columns ``k .. k+2s-1`` (clipped to the stripe), ping-pong
+       between ``a_*`` and ``b_*``; ``floor(log2 ks)`` passes. Each pass is one
+       independent vectorized loop (no serial dependency chain, unlike a van Herk
+       scan along the row), so the handful of passes a wheel-sized window needs
+       costs less than one scalar scan.
+    3. Output ``k``'s window starts at stripe column ``a0 + k``: two overlapping
+       spans of length ``s`` cover its ``ks`` columns; ``step_m[r, c_out + k]`` is
+       ``max − min`` (NaN when the window holds no known cell).
     """
     width = blk_hi.size
     for k in range(width):
         x = blk_hi[k]
         y = suf_hi[q, k]
-        col_hi[k] = x if x > y else y
+        a_hi[k] = x if x > y else y
     for k in range(width):
         x = blk_lo[k]
         y = suf_lo[q, k]
-        col_lo[k] = x if x < y else y
-    nfull = width // block
-    b = 0
-    while b <= nfull - 4:
-        o0 = b * block
-        o1 = o0 + block
-        o2 = o1 + block
-        o3 = o2 + block
-        a0 = a1 = a2 = a3 = -_F32_INF
-        c0 = c1 = c2 = c3 = _F32_INF
-        for t in range(block):
-            x0 = col_hi[o0 + t]
-            x1 = col_hi[o1 + t]
-            x2 = col_hi[o2 + t]
-            x3 = col_hi[o3 + t]
-            y0 = col_lo[o0 + t]
-            y1 = col_lo[o1 + t]
-            y2 = col_lo[o2 + t]
-            y3 = col_lo[o3 + t]
-            a0 = x0 if x0 > a0 else a0
-            a1 = x1 if x1 > a1 else a1
-            a2 = x2 if x2 > a2 else a2
-            a3 = x3 if x3 > a3 else a3
-            c0 = y0 if y0 < c0 else c0
-            c1 = y1 if y1 < c1 else c1
-            c2 = y2 if y2 < c2 else c2
-            c3 = y3 if y3 < c3 else c3
-            pre_hi[o0 + t] = a0
-            pre_hi[o1 + t] = a1
-            pre_hi[o2 + t] = a2
-            pre_hi[o3 + t] = a3
-            pre_lo[o0 + t] = c0
-            pre_lo[o1 + t] = c1
-            pre_lo[o2 + t] = c2
-            pre_lo[o3 + t] = c3
-        a0 = a1 = a2 = a3 = -_F32_INF
-        c0 = c1 = c2 = c3 = _F32_INF
-        for t in range(block - 1, -1, -1):
-            x0 = col_hi[o0 + t]
-            x1 = col_hi[o1 + t]
-            x2 = col_hi[o2 + t]
-            x3 = col_hi[o3 + t]
-            y0 = col_lo[o0 + t]
-            y1 = col_lo[o1 + t]
-            y2 = col_lo[o2 + t]
-            y3 = col_lo[o3 + t]
-            a0 = x0 if x0 > a0 else a0
-            a1 = x1 if x1 > a1 else a1
-            a2 = x2 if x2 > a2 else a2
-            a3 = x3 if x3 > a3 else a3
-            c0 = y0 if y0 < c0 else c0
-            c1 = y1 if y1 < c1 else c1
-            c2 = y2 if y2 < c2 else c2
-            c3 = y3 if y3 < c3 else c3
-            out_hi[o0 + t] = a0
-            out_hi[o1 + t] = a1
-            out_hi[o2 + t] = a2
-            out_hi[o3 + t] = a3
-            out_lo[o0 + t] = c0
-            out_lo[o1 + t] = c1
-            out_lo[o2 + t] = c2
-            out_lo[o3 + t] = c3
-        b += 4
-    for b0 in range(b * block, width, block):   # the last few blocks, the last one maybe partial
-        b1 = min(b0 + block, width)
-        a0 = -_F32_INF
-        c0 = _F32_INF
-        for t in range(b0, b1):
-            x0 = col_hi[t]
-            y0 = col_lo[t]
-            a0 = x0 if x0 > a0 else a0
-            c0 = y0 if y0 < c0 else c0
-            pre_hi[t] = a0
-            pre_lo[t] = c0
-        a0 = -_F32_INF
-        c0 = _F32_INF
-        for t in range(b1 - 1, b0 - 1, -1):
-            x0 = col_hi[t]
-            y0 = col_lo[t]
-            a0 = x0 if x0 > a0 else a0
-            c0 = y0 if y0 < c0 else c0
-            out_hi[t] = a0
-            out_lo[t] = c0
+        a_lo[k] = x if x < y else y
+    span = 1
+    src_hi, src_lo, dst_hi, dst_lo = a_hi, a_lo, b_hi, b_lo
+    while 2 * span <= ks:
+        m = width - span
+        sp = np.uint64(span)
+        for k in range(m):
+            u = np.uint64(k)
+            x = src_hi[u]
+            y = src_hi[u + sp]
+            dst_hi[u] = x if x > y else y
+            x = src_lo[u]
+            y = src_lo[u + sp]
+            dst_lo[u] = x if x < y else y
+        for k in range(max(m, 0), width):
+            dst_hi[k] = src_hi[k]
+            dst_lo[k] = src_lo[k]
+        src_hi, src_lo, dst_hi, dst_lo = dst_hi, dst_lo, src_hi, src_lo
+        span *= 2
+    a1 = a0 + np.uint64(ks - span)               # the second span ends at the window's last column
     for k in range(n):
         u = np.uint64(k)
-        hi = max(out_hi[a_suf + u], pre_hi[a_pre + u])
-        lo = min(out_lo[a_suf + u], pre_lo[a_pre + u])
+        x = src_hi[a0 + u]
+        y = src_hi[a1 + u]
+        hi = x if x > y else y
+        x = src_lo[a0 + u]
+        y = src_lo[a1 + u]
+        lo = x if x < y else y
         step_m[r, c_out + u] = hi - lo if hi > -_F32_INF else np.float32(np.nan)
 
 
@@ -425,7 +373,7 @@ def _classify_cells(slope_deg, step_m, roughness_m, z, r, c0, n, max_slope_deg, 
                     unknown_cost, flag_slope, flag_step, flag_roughness, flag_unknown, cost, reason):
     """Cost and own lethal flags of cells ``[r, c0 .. c0+n-1]`` from their layers.
 
-    Two loops (cost, then flags) so that each writes one array.
+    One loop writing two arrays (cost and flags): the layers are read once.
     """
     fs = slope_weight / (max_slope_deg * max_slope_deg)
     ft = step_weight / (max_step_m * max_step_m)
@@ -437,20 +385,13 @@ def _classify_cells(slope_deg, step_m, roughness_m, z, r, c0, n, max_slope_deg, 
         ro = np.float64(roughness_m[r, c0 + u])
         zc = z[r, c0 + u]
         unknown = (zc != zc) | (sl != sl)
-        lethal = ((sl > max_slope_deg) | (st > max_step_m) | (ro > max_roughness_m)
-                  | (unknown & unknown_lethal))
+        f = flag_slope if sl > max_slope_deg else np.uint8(0)
+        f |= flag_step if st > max_step_m else np.uint8(0)
+        f |= flag_roughness if ro > max_roughness_m else np.uint8(0)
+        f |= flag_unknown if unknown & unknown_lethal else np.uint8(0)
         c = 1.0 + fs * sl * sl + ft * st * st + fr * ro * ro
         c = unknown_cost if unknown else c
-        cost[r, c0 + u] = np.inf if lethal else c
-    for k in range(n):
-        u = np.uint64(k)
-        sl = np.float64(slope_deg[r, c0 + u])
-        zc = z[r, c0 + u]
-        unknown = (zc != zc) | (sl != sl)
-        f = flag_slope if sl > max_slope_deg else np.uint8(0)
-        f |= flag_step if np.float64(step_m[r, c0 + u]) > max_step_m else np.uint8(0)
-        f |= flag_roughness if np.float64(roughness_m[r, c0 + u]) > max_roughness_m else np.uint8(0)
-        f |= flag_unknown if unknown & unknown_lethal else np.uint8(0)
+        cost[r, c0 + u] = np.inf if f != 0 else c
         reason[r, c0 + u] = f
 
 
@@ -525,10 +466,8 @@ def _compute_layers(z, zref_m, cell_size_m, half_fit, half_step, min_known_fract
     suf_lo = np.empty((ks + 1, width), np.float32)  # block; row ks stays -inf/+inf (neutral)
     col_hi = np.empty(width, np.float32)        # extrema over each column's vertical window
     col_lo = np.empty(width, np.float32)
-    hpre_hi = np.empty(width, np.float32)       # horizontal block prefix / suffix extrema
-    hpre_lo = np.empty(width, np.float32)
-    hsuf_hi = np.empty(width, np.float32)
-    hsuf_lo = np.empty(width, np.float32)
+    hor_hi = np.empty(width, np.float32)        # ping-pong buffer of the horizontal passes
+    hor_lo = np.empty(width, np.float32)
 
     for s0 in range(0, cols, stripe_cols):
         s1 = min(s0 + stripe_cols, cols)
@@ -632,9 +571,8 @@ def _compute_layers(z, zref_m, cell_size_m, half_fit, half_step, min_known_fract
                 t_next += 1
             # the window = suffix of the previous block (from row r) + the block being filled
             q = r % ks
-            _step_row(blk_hi, blk_lo, suf_hi, suf_lo, q if q != 0 else ks, ks, col_hi, col_lo, hpre_hi,
-                      hpre_lo, hsuf_hi, hsuf_lo, np.uint64(j0 - hs), np.uint64(j0 - hs + ks - 1), step_m,
-                      r, np.uint64(s0), nout)
+            _step_row(blk_hi, blk_lo, suf_hi, suf_lo, q if q != 0 else ks, ks, col_hi, col_lo, hor_hi,
+                      hor_lo, np.uint64(j0 - hs), step_m, r, np.uint64(s0), nout)
             if t % ks == ks - 1:                # block of rows t-ks+1 .. t complete: its suffixes
                 for qq in range(ks - 1, -1, -1):
                     i2 = t - ks + 1 + qq - hs
@@ -669,11 +607,19 @@ def _inflate_lethal(reason, cost, radius2, flag_inflated, block_rows):
        ``w = isqrt(radius2 − dv²)`` (a float square root corrected one step either
        way: exact far beyond any map size, and vectorizable where a table is not);
        it is the best source of its column because ``w`` falls with ``dv``.
-    3. ``covered[j]`` iff some extent contains ``j``: a running max of the right
-       ends from the left and a running min of the left ends from the right, each
-       over four quarters of the row at once (independent dependency chains), then
-       each quarter's extreme carried into the next (at most ``R`` cells).
-    4. Covered cells that are not lethal become ``flag_inflated`` with inf cost.
+    3. ``covered[j]`` iff some extent contains ``j``. Only columns within
+       ``P = min(floor(R), cols)`` of ``j`` can reach it, so it is the max of the
+       right ends over columns ``j-P .. j`` (>= j) or the min of the left ends
+       over ``j .. j+P`` (<= j): sliding extrema over ``P + 1`` columns by
+       ``floor(log2(P + 1))`` doubling passes over arrays padded by ``P``
+       neutral entries each side. Each pass is one vectorized loop, where a
+       running max along the row is a serial dependency chain that cost more
+       than all the passes of any rover-sized radius (4 passes up to 30 cells).
+    4. Covered cells that are not lethal become ``flag_inflated`` with inf cost
+       (fused with step 3's last look-up).
+
+    Per cell: O(1) for steps 1, 2 and 4 and ``2·floor(log2(P + 1))`` vectorized
+    min/max operations for step 3 (at most 2·log2 of the map width).
     """
     rows, cols = reason.shape
     if cost.shape != reason.shape:
@@ -689,9 +635,14 @@ def _inflate_lethal(reason, cost, radius2, flag_inflated, block_rows):
     below = np.empty(cols, np.int32)
     up = np.empty(cols, np.int32)
     up[:] = cap
-    right = np.empty(cols, np.int64)
-    left = np.empty(cols, np.int64)
-    covered = np.empty(cols, np.bool_)
+    pad = min(rc, cols)                         # P: the farthest column that can reach a cell
+    npad = cols + 2 * pad
+    pad2 = pad * pad                            # float32 sqrt + one-step fix: exact below 2^24 columns
+    right_a = np.empty(npad, np.int32)          # right / left ends, column k at index k + P,
+    left_a = np.empty(npad, np.int32)           # then their sliding extrema (ping-pong);
+    right_b = np.empty(npad, np.int32)          # |values| <= 2 cols + 1
+    left_b = np.empty(npad, np.int32)
+    up_pad = np.uint64(pad)
     for b0 in range(0, rows, block_rows):
         b1 = min(b0 + block_rows, rows)
         below[:] = cap
@@ -719,66 +670,54 @@ def _inflate_lethal(reason, cost, radius2, flag_inflated, block_rows):
                 near += y < cap
             if near == 0:
                 continue
+            right_a[:pad] = -1                  # pads: reach nothing
+            left_a[:pad] = cols
+            right_a[pad + cols:] = -1
+            left_a[pad + cols:] = cols
             for k in range(cols):               # 2. each column's extent [left, right]
                 dv = np.int64(dist[d, k])
                 inside = dv <= rc
                 m = radius2 - dv * dv
                 m = m if inside else 0
-                w = np.int64(math.sqrt(np.float64(m)))
+                m = m if m < pad2 else pad2     # w = min(isqrt(m), P): nothing farther matters
+                w = np.int64(np.sqrt(np.float32(m)))
                 w = w + 1 if (w + 1) * (w + 1) <= m else w
                 w = w - 1 if w * w > m else w
-                right[k] = k + w if inside else -1
-                left[k] = k - w if inside else cols
-            qn = cols // 4                      # 3. coverage, four quarters at once
-            e0 = e1 = e2 = e3 = np.int64(-1)
-            for t in range(qn):
-                x0 = right[t]
-                x1 = right[qn + t]
-                x2 = right[2 * qn + t]
-                x3 = right[3 * qn + t]
-                e0 = x0 if x0 > e0 else e0
-                e1 = x1 if x1 > e1 else e1
-                e2 = x2 if x2 > e2 else e2
-                e3 = x3 if x3 > e3 else e3
-                covered[t] = e0 >= t
-                covered[qn + t] = e1 >= qn + t
-                covered[2 * qn + t] = e2 >= 2 * qn + t
-                covered[3 * qn + t] = e3 >= 3 * qn + t
-            for k in range(4 * qn, cols):
-                x3 = right[k]
-                e3 = x3 if x3 > e3 else e3
-                covered[k] = e3 >= k
-            carry = e0
-            for c in range(1, 4):
-                end = cols if c == 3 else (c + 1) * qn
-                for k in range(c * qn, min(end, carry + 1)):
-                    covered[k] = True
-                carry = max(carry, e1 if c == 1 else (e2 if c == 2 else e3))
-            e0 = e1 = e2 = e3 = np.int64(cols)
-            for k in range(cols - 1, 4 * qn - 1, -1):
-                x3 = left[k]
-                e3 = x3 if x3 < e3 else e3
-                covered[k] |= e3 <= k
-            for t in range(qn - 1, -1, -1):
-                x0 = left[t]
-                x1 = left[qn + t]
-                x2 = left[2 * qn + t]
-                x3 = left[3 * qn + t]
-                e0 = x0 if x0 < e0 else e0
-                e1 = x1 if x1 < e1 else e1
-                e2 = x2 if x2 < e2 else e2
-                e3 = x3 if x3 < e3 else e3
-                covered[t] |= e0 <= t
-                covered[qn + t] |= e1 <= qn + t
-                covered[2 * qn + t] |= e2 <= 2 * qn + t
-                covered[3 * qn + t] |= e3 <= 3 * qn + t
-            carry = e3
-            for c in range(2, -1, -1):
-                for k in range(max(c * qn, carry), (c + 1) * qn):
-                    covered[k] = True
-                carry = min(carry, e2 if c == 2 else (e1 if c == 1 else e0))
+                u = np.uint64(k) + up_pad
+                right_a[u] = np.int32(k + w if inside else -1)
+                left_a[u] = np.int32(k - w if inside else cols)
+            # 3. sliding extrema over pad + 1 entries: after the pass with span s,
+            # entry p holds the extrema of entries p .. p + 2s - 1 (clipped)
+            span = 1
+            src_r, src_l, dst_r, dst_l = right_a, left_a, right_b, left_b
+            while 2 * span <= pad + 1:
+                sp = np.uint64(span)
+                for k in range(npad - span):
+                    u = np.uint64(k)
+                    x = src_r[u]
+                    y = src_r[u + sp]
+                    dst_r[u] = x if x > y else y
+                    x = src_l[u]
+                    y = src_l[u + sp]
+                    dst_l[u] = x if x < y else y
+                for k in range(npad - span, npad):
+                    dst_r[k] = src_r[k]
+                    dst_l[k] = src_l[k]
+                src_r, src_l, dst_r, dst_l = dst_r, dst_l, src_r, src_l
+                span *= 2
+            # column j: right ends of columns j-P .. j are entries j .. j+P, left
+            # ends of columns j .. j+P are entries j+P .. j+2P; two spans cover each
+            o2 = np.uint64(pad + 1 - span)
             for k in range(cols):               # 4. mark
-                hit = covered[k] & (reason[r, k] == 0)
-                reason[r, k] = flag_inflated if hit else reason[r, k]
-                cost[r, k] = np.float32(np.inf) if hit else cost[r, k]
+                u = np.uint64(k)
+                x = src_r[u]
+                y = src_r[u + o2]
+                e_r = x if x > y else y
+                x = src_l[u + up_pad]
+                y = src_l[u + up_pad + o2]
+                e_l = x if x < y else y
+                kk = np.int32(k)
+                hit = ((e_r >= kk) | (e_l <= kk)) & (reason[r, u] == 0)
+                reason[r, u] = flag_inflated if hit else reason[r, u]
+                cost[r, u] = np.float32(np.inf) if hit else cost[r, u]
     return OK

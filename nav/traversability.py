@@ -53,8 +53,9 @@ Inflation
 
 Numerics and cost
 -----------------
-Everything is O(1) per cell, independent of the window sizes and of the inflation
-radius, on one core (see :mod:`nav._traversability_kernels`):
+On one core (see :mod:`nav._traversability_kernels`), the cost per cell does not
+depend on the footprint; only a few vectorized doubling passes grow, as the
+logarithm of the step window and of the inflation radius:
 
 * plane-fit moments come from running sums in float64 — vertical sliding sums,
   recomputed from scratch every ``max(2k, 32)`` rows, then prefix sums along
@@ -62,8 +63,12 @@ radius, on one core (see :mod:`nav._traversability_kernels`):
   the map (the median of a subsample), with row/column positions as small exact
   integers, so Mars elevations (−4000 m) do not cancel. Windows that are inside
   the map and fully known use the closed-form fit of an orthogonal design;
-* step uses van Herk / Gil-Werman running max/min;
-* inflation is an exact Euclidean disk dilation in O(cells).
+* step uses van Herk / Gil-Werman running max/min down the columns and
+  ``floor(log2 ks)`` vectorized doubling passes along the rows (the step window is
+  wheel-sized; the cost does not depend on the footprint);
+* inflation is an exact Euclidean disk dilation: O(1) per cell down the columns
+  and ``floor(log2(R + 1))`` vectorized doubling passes along the rows (``R`` the
+  radius in cells, clipped to the map width).
 
 Layers agree with a per-cell ``numpy.linalg.lstsq`` reference to 1e-4° in slope
 and 1e-5 m in roughness and step (tests), also at −4000 m. The float32 input is

@@ -112,6 +112,35 @@ def test_inflation_matches_brute_force_disks(seed, rows, cols, density, radius, 
     np.testing.assert_array_equal(np.isinf(cost), expected | (reason == LETHAL_STEP))
 
 
+def test_inflation_radius_far_beyond_the_map_covers_every_cell():
+    """A radius of 10^6 cells (radius² 10^12): reach is clipped to the map width, exactly."""
+    kern = trav_mod._kernels()
+    reason = np.zeros((7, 9), np.uint8)
+    reason[6, 0] = LETHAL_STEP
+    cost = np.ones((7, 9), np.float32)
+    cost[6, 0] = np.inf
+    assert kern._inflate_lethal(reason, cost, 10 ** 12, LETHAL_INFLATED, 3) == kern.OK
+    expected = np.full((7, 9), LETHAL_INFLATED, np.uint8)
+    expected[6, 0] = LETHAL_STEP
+    np.testing.assert_array_equal(reason, expected)
+    assert np.isinf(cost).all()
+
+
+@pytest.mark.parametrize("step_window_m, stripe", [(0.41, 5), (0.41, 1024), (0.95, 7), (0.07, 3)])
+def test_wide_step_windows_match_brute_force(step_window_m, stripe):
+    """Step windows wider than a stripe (and one of 3 cells): every horizontal doubling pass is clipped."""
+    from _ref_traversability import ref_layers
+    rng = np.random.default_rng(11)
+    z = (0.2 * rng.normal(size=(23, 37)) - 4000.0).astype(np.float32)
+    z[rng.random(z.shape) < 0.1] = np.nan
+    z[:, 20] = np.nan                           # an unknown column: windows with no known cell
+    with knobs(_STRIPE_COLS=stripe):
+        cm = traversability(TerrainMap(z, 0.02), ROVER, step_window_m=step_window_m, footprint_m=0.1)
+    _, step, _ = ref_layers(z, 0.02, cm.limits["footprint_cells"], cm.limits["step_window_cells"])
+    np.testing.assert_array_equal(np.isnan(cm.step_m), np.isnan(step))
+    np.testing.assert_allclose(cm.step_m[~np.isnan(step)], step[~np.isnan(step)], atol=1e-5)
+
+
 # ------------------------------------------------------------------------ golden maps
 def test_plane_at_10_degrees_has_slope_10_and_no_roughness():
     cell = 0.05
