@@ -36,7 +36,7 @@ from .astar import (_block_minima, _check_size, _interpolate, _lattice, _no_path
 from .errors import (GoalInHazard, NoPathFound, PlanningCancelled, PlanningTimedOut,
                      StartInHazard)
 from .path import Path
-from .planning import GridResult, _cancel_fn, _check_rc, _deadline, cells_along, validate_cost_grid
+from .planning import GridResult, _cancel_fn, _check_rc, _deadline, validate_cost_grid, wrap_result
 
 __all__ = ["DStarLite", "search"]
 
@@ -394,12 +394,7 @@ class DStarLite:
 
 def _to_path(res: GridResult, shape, cell_size_m: float) -> Path:
     """Wrap a grid result as :func:`nav.plan_grid` does."""
-    pts = res.points_rcf
-    d = np.diff(pts, axis=0)
-    length_cells = float(np.sqrt((d * d).sum(axis=1)).sum())
-    return Path(points_rcf=pts, cells_rc=cells_along(pts, shape), cost=float(res.cost),
-                length_m=length_cells * cell_size_m, expanded=int(res.expanded), planner="dstar_lite",
-                xy_m=None, info=dict(res.info))
+    return wrap_result(res, shape, cell_size_m, "dstar_lite")
 
 
 def search(cost, start_rc, goal_rc, *, max_expansions=None, deadline=None, cancel=None) -> GridResult:

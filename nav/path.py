@@ -21,8 +21,9 @@ class Path:
     cells_rc : (M, 2) int64
         The cells the path visits in order (for grid planners the vertices
         themselves; for any-angle planners every cell the polyline passes through).
-    xy_m : (N, 2) float64 or None
-        Vertices in world metres (``None`` from :func:`nav.plan_grid`).
+    xy_m : (N, 2) float64
+        Vertices in world metres (from :func:`nav.plan_grid`: the grid's lower-left
+        corner at the origin, scaled by its ``cell_size_m``).
     cost : float
         Cost under the convention of :mod:`nav.planning` (move length in cells
         times the mean of the two cells' costs, or its any-angle extension).

@@ -29,7 +29,7 @@ from .errors import (GoalInHazard, GoalOutsideMap, StartInHazard,
 from .path import Path
 
 __all__ = ["plan", "plan_grid", "PLANNERS", "GridResult", "validate_cost_grid",
-           "grid_path_cost", "cells_along"]
+           "grid_path_cost", "cells_along", "wrap_result"]
 
 
 class GridResult(NamedTuple):
@@ -130,7 +130,7 @@ def plan_grid(cost, start_rc, goal_rc, planner: str = "astar", *, max_expansions
     cancel : threading.Event or callable, optional
         Checked between batches of expansions; raises :class:`~nav.errors.PlanningCancelled`.
     cell_size_m : float
-        Only scales :attr:`Path.length_m`.
+        Scales :attr:`Path.length_m` and :attr:`Path.xy_m` (grid corner at the world origin).
 
     Raises
     ------
@@ -151,12 +151,23 @@ def plan_grid(cost, start_rc, goal_rc, planner: str = "astar", *, max_expansions
     search = _load_planner(planner)
     res = search(a, s, g, max_expansions=None if max_expansions is None else int(max_expansions),
                  deadline=_deadline(deadline_s, clock), cancel=_cancel_fn(cancel))
+    return wrap_result(res, a.shape, cell_size_m, planner)
+
+
+def wrap_result(res: GridResult, shape, cell_size_m: float, planner: str) -> Path:
+    """A planner's :class:`GridResult` as a :class:`~nav.path.Path` on a bare grid.
+
+    World points follow the :class:`~nav.terrain_map.TerrainMap` convention with the
+    grid's lower-left corner at the origin: ``x = (col + 0.5)·cell``, ``y = (row + 0.5)·cell``.
+    """
     pts = np.asarray(res.points_rcf, dtype=np.float64).reshape(-1, 2)
     d = np.diff(pts, axis=0)
     length_cells = float(np.sqrt((d * d).sum(axis=1)).sum())
-    return Path(points_rcf=pts, cells_rc=cells_along(pts, a.shape), cost=float(res.cost),
-                length_m=length_cells * float(cell_size_m), expanded=int(res.expanded),
-                planner=planner, xy_m=None, info=dict(res.info))
+    cs = float(cell_size_m)
+    xy = np.stack([(pts[:, 1] + 0.5) * cs, (pts[:, 0] + 0.5) * cs], axis=1)
+    return Path(points_rcf=pts, cells_rc=cells_along(pts, shape), cost=float(res.cost),
+                length_m=length_cells * cs, expanded=int(res.expanded), planner=planner,
+                xy_m=xy, info=dict(res.info))
 
 
 def plan(costmap: CostMap, start_xy_m, goal_xy_m, planner: str = "astar", **kwargs) -> Path:

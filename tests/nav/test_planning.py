@@ -216,5 +216,6 @@ def test_grid_paths_are_cell_centres(planner):
     assert p.points_rcf.dtype == np.float64 and p.points_rcf.shape[1] == 2
     np.testing.assert_array_equal(p.points_rcf, p.cells_rc.astype(float))
     assert p.length_m == pytest.approx(0.25 * p.length_cells)
-    assert p.xy_m is None
+    np.testing.assert_allclose(p.xy_m[:, 0], (p.points_rcf[:, 1] + 0.5) * 0.25)   # x from columns
+    np.testing.assert_allclose(p.xy_m[:, 1], (p.points_rcf[:, 0] + 0.5) * 0.25)   # y from rows
     assert p.cost == pytest.approx(ref_dijkstra(cost, s, g), rel=1e-12)
