@@ -48,7 +48,11 @@ def _load_terrain(args):
         if not p.exists():
             raise CliError(f"--terrain {t}: no such file")
         kw = {}
-        if args.cell is not None:
+        if p.suffix.lower() == ".npy":   # a bare array: --cell is its cell size, not a resampling
+            if args.cell is None:
+                raise CliError(f"--terrain {t}: a .npy array holds no cell size; give it with --cell METRES")
+            kw["cell_size_m"] = args.cell
+        elif args.cell is not None:
             kw["resolution_m"] = args.cell
         return nav.load_dem(p, **kw), None
     from sim.terrain import PRESETS, generate_terrain
@@ -189,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="seed for generated terrain")
     p.add_argument("--size", type=float, default=60.0, help="side of generated terrain, metres")
     p.add_argument("--cell", type=float, default=None,
-                   help="cell size in metres (generated terrain: default 0.05; DEM: resample to it)")
+                   help="cell size in metres (generated terrain: default 0.05; .npy: its cell size; "
+                        "other DEMs: resample to it)")
     p.add_argument("--start", help="X,Y in metres (default: a traversable cell near the south-west corner)")
     p.add_argument("--goal", help="X,Y in metres (default: a traversable cell near the north-east corner)")
     p.add_argument("--planner", choices=PLANNERS, default="astar")

@@ -93,6 +93,19 @@ def test_bad_inputs_exit_2_with_one_sentence(tmp_path, capsys):
     assert "Traceback" not in err
 
 
+def test_bare_npy_takes_its_cell_size_from_cell(tmp_path, capsys):
+    f = tmp_path / "flat.npy"
+    np.save(f, np.zeros((40, 60), np.float32))
+    code, out, err = run(capsys, "plan", "--terrain", str(f), "--out", str(tmp_path / "o"))
+    assert code == 2 and "give it with --cell" in err
+    code, out, err = run(capsys, "plan", "--terrain", str(f), "--cell", "0.1", "--start", "0.5,0.5",
+                         "--goal", "5.5,3.5", "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    s = json.loads((tmp_path / "o" / "plan.json").read_text())
+    assert s["terrain"]["cell_size_m"] == pytest.approx(0.1)
+    assert s["terrain"]["extent_m"] == pytest.approx([0, 6.0, 0, 4.0])
+
+
 def test_console_entry_point_runs_as_module():
     r = subprocess.run([sys.executable, "-m", "hil.cli", "plan", "--help"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0 and "--planner" in r.stdout
