@@ -93,24 +93,33 @@ def _edge_value(cu, c1, c2, c3, cd, g1, g2, interp):
 
 
 @njit("int64(float32[:, ::1], float64[::1], int64[::1], float64[::1], int64[::1], int64[::1], "
-      "int64, int64, float64, int64, int64)", cache=True)
-def _search_values(cost, g, heap_node, heap_key, pos, counters, start_r, start_c, h_scale, interp,
-                   max_pops):
+      "int64, int64, float64, float64[::1], int64, float64[::1], int64, int64)", cache=True)
+def _search_values(cost, g, heap_node, heap_key, pos, counters, start_r, start_c, h_scale, lattice,
+                   block_shift, lattice_start, interp, max_pops):
     """Backward best-first search from the goal; resumable in chunks.
 
     State (all preallocated by the caller, flat index ``r * cols + c``):
     ``g`` cost-to-goal (inf = unknown), an indexed binary min-heap
     ``heap_node[:size]``/``heap_key[:size]`` ordered by ``g + h`` (ties: larger g
     first), ``pos`` (heap index, -1 never queued, -2 expanded) and ``counters``
-    = [heap size, expansions, re-expansions]. ``h = h_scale * octile
-    distance`` to the start (``h_scale`` = min cost keeps the discrete search
-    consistent, min cost / sqrt(2) the interpolated one). A node whose value
-    drops after expansion is queued again. Expands at most ``max_pops`` nodes;
-    returns FOUND, CHUNK_DONE or EXHAUSTED.
+    = [heap size, expansions, re-expansions]. ``h`` is the larger of
+    ``h_scale * octile distance`` to the start (``h_scale`` = min cost keeps the
+    discrete search consistent, min cost / sqrt(2) the interpolated one) and,
+    unless ``lattice`` is empty, the three corner-lattice bounds: bilinear
+    interpolation of ``lattice`` (row-major ``(LH, LW, 3)`` potentials on the
+    corners of ``2**block_shift`` blocks, already scaled for the metric) minus
+    ``lattice_start`` (their value at the start). See :mod:`nav.field_dstar`
+    for why both are consistent. A node whose value drops after expansion is
+    queued again. Expands at most ``max_pops`` nodes; returns FOUND,
+    CHUNK_DONE or EXHAUSTED.
     """
     rows = cost.shape[0]
     cols = cost.shape[1]
     start = start_r * cols + start_c
+    use_lattice = lattice.size > 0
+    lat_w = ((cols + (1 << block_shift) - 1) >> block_shift) + 1
+    mask = (1 << block_shift) - 1
+    inv_b = 1.0 / (1 << block_shift)
     size = counters[0]
     pops = 0
     while size > 0:
@@ -209,6 +218,21 @@ def _search_values(cost, g, heap_node, heap_key, pos, counters, start_r, start_c
                 dr = abs(ur - start_r)
                 dc = abs(uc - start_c)
                 h = h_scale * (max(dr, dc) + (SQRT2 - 1.0) * min(dr, dc))
+                if use_lattice:
+                    ty = ((ur & mask) + 0.5) * inv_b
+                    tx = ((uc & mask) + 0.5) * inv_b
+                    p00 = ((ur >> block_shift) * lat_w + (uc >> block_shift)) * 3
+                    p10 = p00 + lat_w * 3
+                    w00 = (1.0 - ty) * (1.0 - tx)
+                    w01 = (1.0 - ty) * tx
+                    w10 = ty * (1.0 - tx)
+                    w11 = ty * tx
+                    for layer in range(3):
+                        hl = (w00 * lattice[p00 + layer] + w01 * lattice[p00 + 3 + layer]
+                              + w10 * lattice[p10 + layer] + w11 * lattice[p10 + 3 + layer]
+                              - lattice_start[layer])
+                        if hl > h:
+                            h = hl
                 key = best + h
                 i = pos[u]
                 if i < 0:

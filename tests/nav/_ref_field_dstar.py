@@ -260,3 +260,22 @@ def lethal_violations(cost, points_rcf, samples_per_unit=200):
                 if not all(math.isfinite(a[r0 + i, c0 + j]) for i in (0, 1) for j in (0, 1)):
                     bad.append((r, c))
     return bad
+
+
+def step_gain_bound(cost, x, n, interp=True):
+    """Lower bound on ``g(x) - g(n)`` for any candidate of node ``x`` that reads neighbour ``n``.
+
+    The smallest finite cost among the cells of the 2 x 2 windows containing both
+    nodes (every cell such a candidate reads), times 1/√2 for an axial neighbour
+    and 1 for a diagonal one under interpolation; A*'s move costs without it.
+    """
+    a = np.asarray(cost, dtype=np.float64)
+    R, C = a.shape
+    (xr, xc), (nr, nc) = x, n
+    diag = xr != nr and xc != nc
+    if not interp:
+        return (SQRT2 if diag else 1.0) * 0.5 * (a[x] + a[n])
+    rs = range(min(xr, nr) - (0 if xr != nr else 1), max(xr, nr) + (0 if xr != nr else 1) + 1)
+    cs = range(min(xc, nc) - (0 if xc != nc else 1), max(xc, nc) + (0 if xc != nc else 1) + 1)
+    m = min(a[r, c] for r in rs for c in cs if 0 <= r < R and 0 <= c < C and math.isfinite(a[r, c]))
+    return m if diag else m / SQRT2

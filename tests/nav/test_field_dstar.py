@@ -10,13 +10,14 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import nav
+import nav.field_dstar as fds
 from nav.errors import (GoalInHazard, GoalOutsideMap, NoPathFound, PlanningCancelled, PlanningTimedOut,
                         StartInHazard, StartOutsideMap)
 from nav.field_dstar import cost_to_goal, polyline_cost, search
 from nav.planning import grid_path_cost
 
 from _ref_field_dstar import (dijkstra_discrete, edge_then_diag_min, field_value_iteration, interp_min,
-                              lethal_violations, numeric_min, polyline_cost_sampled)
+                              lethal_violations, numeric_min, polyline_cost_sampled, step_gain_bound)
 
 INF = math.inf
 SQRT2 = math.sqrt(2.0)
@@ -288,6 +289,83 @@ def test_diagonal_gap_is_not_a_corner_cut():
     res = search(a, (1, 0), (0, 1))
     assert lethal_violations(a, res.points_rcf) == []
     assert res.cost == pytest.approx(dijkstra_discrete(a, (0, 1))[1, 0])
+
+
+# ---------------------------------------------------------------- the heuristic
+
+
+class lattice_on:
+    """Force the corner-lattice heuristic on (small blocks, no length bar) inside a ``with``."""
+
+    def __init__(self, block_shift):
+        self.block_shift = block_shift
+
+    def __enter__(self):
+        self.saved = (fds._BLOCK_SHIFT, fds._LATTICE_MIN_CELLS)
+        fds._BLOCK_SHIFT, fds._LATTICE_MIN_CELLS = self.block_shift, 0
+
+    def __exit__(self, *exc):
+        fds._BLOCK_SHIFT, fds._LATTICE_MIN_CELLS = self.saved
+
+
+@settings(max_examples=150, deadline=None)
+@given(problems(max_side=9), st.sampled_from([0, 1, 2]), st.booleans())
+def test_heuristic_is_consistent_and_admissible(prob, block_shift, interp):
+    """h(start) = 0, h changes between neighbours by no more than the smallest gain a step
+    can have (the proof in nav.field_dstar), and never exceeds the reference cost to the start."""
+    a, s, _ = prob
+    h = fds.heuristic_grid(a, s, interp=interp, block_shift=block_shift)
+    assert abs(h[s]) <= 1e-12
+    fin = np.isfinite(a)
+    rows, cols = a.shape
+    for r in range(rows):
+        for c in range(cols):
+            if not fin[r, c]:
+                continue
+            for dr in (-1, 0, 1):
+                for dc in (-1, 0, 1):
+                    n = (r + dr, c + dc)
+                    if (dr or dc) and 0 <= n[0] < rows and 0 <= n[1] < cols and fin[n]:
+                        bound = step_gain_bound(a, (r, c), n, interp)
+                        assert h[n] - h[r, c] <= bound * (1 + 1e-12) + 1e-12, ((r, c), n)
+    ref = field_value_iteration(a, s) if interp else dijkstra_discrete(a, s)
+    reach = np.isfinite(ref)
+    assert (h[reach] <= ref[reach] * (1 + 1e-12) + 1e-12).all()
+
+
+@settings(max_examples=150, deadline=None)
+@given(problems(max_side=9), st.sampled_from([0, 1, 2]))
+def test_lattice_heuristic_leaves_the_result_unchanged(prob, block_shift):
+    a, s, g = prob
+    if not math.isfinite(dijkstra_discrete(a, g)[s]):
+        return
+    old = search(a, s, g)                       # small grids: octile bound only
+    with lattice_on(block_shift):
+        new = search(a, s, g)
+    assert rel_close(new.info["g_start"], old.info["g_start"])
+    assert rel_close(new.info["g_start"], field_value_iteration(a, g)[s])
+    assert new.cost <= dijkstra_discrete(a, g)[s] * (1 + 1e-9)
+    assert lethal_violations(a, new.points_rcf) == []
+
+
+def test_lattice_heuristic_on_a_benchmark_like_map():
+    """Default 8 x 8 blocks on a 40 x 40 smooth map with obstacles: same g(start), fewer expansions."""
+    rng = np.random.default_rng(3)
+    f = np.kron(rng.standard_normal((5, 5)), np.ones((8, 8)))
+    a = (1 + 4 * (f - f.min()) / (f.max() - f.min())).astype(np.float32)
+    a[rng.random(a.shape) < 0.15] = np.inf
+    s, g = (1, 2), (38, 37)
+    a[s] = a[g] = 1
+    res = search(a, s, g)                       # octile length 51 > 32: lattice on
+    assert rel_close(res.info["g_start"], field_value_iteration(a, g)[s])
+    saved = fds._LATTICE_MIN_CELLS
+    try:
+        fds._LATTICE_MIN_CELLS = 10**9
+        off = search(a, s, g)
+    finally:
+        fds._LATTICE_MIN_CELLS = saved
+    assert rel_close(res.info["g_start"], off.info["g_start"])
+    assert res.info["expanded_field"] < off.info["expanded_field"]
 
 
 # ---------------------------------------------------------------- budgets, deadline, cancel, errors
