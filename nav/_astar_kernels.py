@@ -57,6 +57,37 @@ _SQRT2_M1 = math.sqrt(2.0) - 1.0    # octile: max + (√2 - 1) * min
 LATTICE_LAYERS = 3
 
 
+@njit("float64(float64[::1], int64, int64, int64, int64, float64[::1], boolean)", cache=True)
+def _lattice_bound(lattice, lat_w, block_shift, r, c, ref, absolute):
+    """Largest of the three corner-lattice lower bounds at the unpadded cell ``(r, c)``.
+
+    Each bound is the bilinear interpolation of one layer of block-corner potentials
+    (``lattice``, flat ``(rows_b + 1, lat_w, 3)``) at the cell centre, minus ``ref[layer]``
+    (the same interpolation at the search's reference cell); with ``absolute`` the
+    magnitude is used (a symmetric bound, for D* Lite whose start moves). Shared by the
+    A*, Field D* and D* Lite kernels.
+    """
+    mask = (1 << block_shift) - 1
+    inv_b = 1.0 / (1 << block_shift)
+    ty = ((r & mask) + 0.5) * inv_b
+    tx = ((c & mask) + 0.5) * inv_b
+    p00 = ((r >> block_shift) * lat_w + (c >> block_shift)) * 3
+    p10 = p00 + lat_w * 3
+    w00 = (1.0 - ty) * (1.0 - tx)
+    w01 = (1.0 - ty) * tx
+    w10 = ty * (1.0 - tx)
+    w11 = ty * tx
+    best = -np.inf
+    for layer in range(3):
+        d = (w00 * lattice[p00 + layer] + w01 * lattice[p00 + 3 + layer]
+             + w10 * lattice[p10 + layer] + w11 * lattice[p10 + 3 + layer] - ref[layer])
+        if absolute and d < 0.0:
+            d = -d
+        if d > best:
+            best = d
+    return best
+
+
 @njit("int64(float32[::1], int64, int64, float64, float64, float64[::1], int64, float64[::1], "
       "float64[::1], int32[::1], uint8[::1], float64[::1], int32[::1], int64[::1], int64)", cache=True)
 def _astar_search(cost, width, goal, h_weight, tie_eps, lattice, block_shift, lattice_goal,
@@ -110,8 +141,6 @@ def _astar_search(cost, width, goal, h_weight, tie_eps, lattice, block_shift, la
     if use_lattice:
         cols = width - 2
         lat_w = ((cols + (1 << block_shift) - 1) >> block_shift) + 1
-    mask = (1 << block_shift) - 1
-    inv_b = 1.0 / (1 << block_shift)
     lk = 1.0 + tie_eps
     status = BUDGET
     while True:
@@ -186,24 +215,11 @@ def _astar_search(cost, width, goal, h_weight, tie_eps, lattice, block_shift, la
                     ar = abs(r + dr - gr)
                     ac = abs(c0 + dc - gc)
                     key = ng + (max(ar, ac) + _SQRT2_M1 * min(ar, ac)) * hk
-                    if use_lattice:
-                        rr = r + dr - 1  # unpadded row / col of v
-                        cc = c0 + dc - 1
-                        ty = ((rr & mask) + 0.5) * inv_b
-                        tx = ((cc & mask) + 0.5) * inv_b
-                        p00 = ((rr >> block_shift) * lat_w + (cc >> block_shift)) * 3
-                        p10 = p00 + lat_w * 3
-                        w00 = (1.0 - ty) * (1.0 - tx)
-                        w01 = (1.0 - ty) * tx
-                        w10 = ty * (1.0 - tx)
-                        w11 = ty * tx
-                        for layer in range(3):
-                            hl = (w00 * lattice[p00 + layer] + w01 * lattice[p00 + 3 + layer]
-                                  + w10 * lattice[p10 + layer] + w11 * lattice[p10 + 3 + layer]
-                                  - lattice_goal[layer])
-                            kl = ng + hl * lk
-                            if kl > key:
-                                key = kl
+                    if use_lattice:  # (r + dr - 1, c0 + dc - 1) is v unpadded
+                        kl = ng + _lattice_bound(lattice, lat_w, block_shift, r + dr - 1, c0 + dc - 1,
+                                                 lattice_goal, False) * lk
+                        if kl > key:
+                            key = kl
                     # push (sift up)
                     i = size
                     size += 1

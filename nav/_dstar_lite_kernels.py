@@ -44,6 +44,8 @@ import math
 import numpy as np
 from numba import njit
 
+from ._astar_kernels import _lattice_bound
+
 DONE = 0     # the start is consistent and no queued key is below its key
 BUDGET = 1   # max_expansions reached; the state is valid and the search resumable
 
@@ -144,24 +146,10 @@ def _heuristic(ur, uc, sr, sc, fstate, lattice, lat_w, block_shift):
     ar = abs(ur - sr)
     ac = abs(uc - sc)
     h = (max(ar, ac) + _SQRT2_M1 * min(ar, ac)) * fstate[1]
-    if lattice.size > 0:
-        mask = (1 << block_shift) - 1
-        inv_b = 1.0 / (1 << block_shift)
-        rr = ur - 1   # unpadded row / col
-        cc = uc - 1
-        ty = ((rr & mask) + 0.5) * inv_b
-        tx = ((cc & mask) + 0.5) * inv_b
-        p00 = ((rr >> block_shift) * lat_w + (cc >> block_shift)) * 3
-        p10 = p00 + lat_w * 3
-        w00 = (1.0 - ty) * (1.0 - tx)
-        w01 = (1.0 - ty) * tx
-        w10 = ty * (1.0 - tx)
-        w11 = ty * tx
-        for layer in range(3):
-            d = abs(w00 * lattice[p00 + layer] + w01 * lattice[p00 + 3 + layer]
-                    + w10 * lattice[p10 + layer] + w11 * lattice[p10 + 3 + layer] - fstate[2 + layer])
-            if d > h:
-                h = d
+    if lattice.size > 0:  # (ur - 1, uc - 1) is the cell unpadded
+        d = _lattice_bound(lattice, lat_w, block_shift, ur - 1, uc - 1, fstate[2:5], True)
+        if d > h:
+            h = d
     return h
 
 

@@ -17,6 +17,8 @@ import math
 import numpy as np
 from numba import njit
 
+from ._astar_kernels import _lattice_bound
+
 SQRT2 = math.sqrt(2.0)
 _DR = np.array([0, 1, 1, 1, 0, -1, -1, -1], dtype=np.int64)
 _DC = np.array([1, 1, 0, -1, -1, -1, 0, 1], dtype=np.int64)
@@ -118,8 +120,6 @@ def _search_values(cost, g, heap_node, heap_key, pos, counters, start_r, start_c
     start = start_r * cols + start_c
     use_lattice = lattice.size > 0
     lat_w = ((cols + (1 << block_shift) - 1) >> block_shift) + 1
-    mask = (1 << block_shift) - 1
-    inv_b = 1.0 / (1 << block_shift)
     size = counters[0]
     pops = 0
     while size > 0:
@@ -219,20 +219,9 @@ def _search_values(cost, g, heap_node, heap_key, pos, counters, start_r, start_c
                 dc = abs(uc - start_c)
                 h = h_scale * (max(dr, dc) + (SQRT2 - 1.0) * min(dr, dc))
                 if use_lattice:
-                    ty = ((ur & mask) + 0.5) * inv_b
-                    tx = ((uc & mask) + 0.5) * inv_b
-                    p00 = ((ur >> block_shift) * lat_w + (uc >> block_shift)) * 3
-                    p10 = p00 + lat_w * 3
-                    w00 = (1.0 - ty) * (1.0 - tx)
-                    w01 = (1.0 - ty) * tx
-                    w10 = ty * (1.0 - tx)
-                    w11 = ty * tx
-                    for layer in range(3):
-                        hl = (w00 * lattice[p00 + layer] + w01 * lattice[p00 + 3 + layer]
-                              + w10 * lattice[p10 + layer] + w11 * lattice[p10 + 3 + layer]
-                              - lattice_start[layer])
-                        if hl > h:
-                            h = hl
+                    hl = _lattice_bound(lattice, lat_w, block_shift, ur, uc, lattice_start, False)
+                    if hl > h:
+                        h = hl
                 key = best + h
                 i = pos[u]
                 if i < 0:
