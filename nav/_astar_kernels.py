@@ -264,6 +264,22 @@ def _trace_parents(parent, start, goal, out):
     return count
 
 
+@njit("int64(float64[::1], int64[::1], int64, float64, int64)", cache=True)
+def _binary_heap_push(heap_key, heap_node, size, key, node):
+    """Push ``(key, node)`` onto a binary min-heap of ``size`` entries; returns the new size."""
+    i = size
+    while i > 0:
+        q = (i - 1) >> 1
+        if heap_key[q] <= key:
+            break
+        heap_key[i] = heap_key[q]
+        heap_node[i] = heap_node[q]
+        i = q
+    heap_key[i] = key
+    heap_node[i] = node
+    return size + 1
+
+
 @njit("void(float64[::1], float64[::1], int64, float64, float64, int64[::1], float64[::1], "
       "float64[::1], uint8[::1], float64[::1], int64[::1])", cache=True)
 def _lattice_dijkstra(edge_h, edge_v, lattice_w, w_h, w_v, src, src_dist, dist, done, heap_key, heap_node):
@@ -299,17 +315,7 @@ def _lattice_dijkstra(edge_h, edge_v, lattice_w, w_h, w_v, src, src_dist, dist, 
         d0 = src_dist[s]
         if d0 < dist[p]:
             dist[p] = d0
-            i = size
-            size += 1
-            while i > 0:
-                q = (i - 1) >> 1
-                if heap_key[q] <= d0:
-                    break
-                heap_key[i] = heap_key[q]
-                heap_node[i] = heap_node[q]
-                i = q
-            heap_key[i] = d0
-            heap_node[i] = p
+            size = _binary_heap_push(heap_key, heap_node, size, d0, p)
     while size > 0:
         u = heap_node[0]
         du = heap_key[0]
@@ -360,14 +366,4 @@ def _lattice_dijkstra(edge_h, edge_v, lattice_w, w_h, w_v, src, src_dist, dist, 
             dv = du + w
             if dv < dist[v]:
                 dist[v] = dv
-                i = size
-                size += 1
-                while i > 0:
-                    q = (i - 1) >> 1
-                    if heap_key[q] <= dv:
-                        break
-                    heap_key[i] = heap_key[q]
-                    heap_node[i] = heap_node[q]
-                    i = q
-                heap_key[i] = dv
-                heap_node[i] = v
+                size = _binary_heap_push(heap_key, heap_node, size, dv, v)
