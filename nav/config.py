@@ -22,8 +22,8 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["Geometry", "Drive", "Hazards", "RoverProfile", "Planet", "load_rover", "load_planet",
-           "load_yaml_config", "from_mapping", "rule"]
+__all__ = ["Geometry", "Drive", "Hazards", "Camera", "Sensors", "Power", "RoverProfile", "Soil", "Planet",
+           "load_rover", "load_planet", "load_yaml_config", "from_mapping", "rule"]
 
 
 # ----------------------------------------------------------------------------- rules
@@ -61,6 +61,7 @@ class Drive:
     max_yaw_rate_dps: float = rule(gt=0, le=720)
     min_turning_radius_m: float = rule(ge=0, le=50, doc="0 = can turn in place")
     steerable_corners: bool = rule(False)
+    steer_rate_dps: float = rule(120.0, gt=0, le=3600, doc="corner steering servo slew rate")
     encoder_counts_per_rev: int = rule(ge=1, le=10_000_000)
 
 
@@ -82,6 +83,74 @@ class Hazards:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Camera:
+    """Stereo navigation camera pair on a mast (pinhole, square pixels, rectified).
+
+    Frames: the camera frame is OpenCV's (x right, y down, z forward). The *left* camera is
+    the reference: it sits at body ``(mount_x_m, +baseline_m / 2, mast_height_m)``, the right
+    one ``baseline_m`` to its right; both look along body +x pitched down by ``tilt_deg``.
+    Pixel centres are at integer coordinates; the principal point defaults to the image
+    centre ``((width_px - 1) / 2, (height_px - 1) / 2)``.
+    """
+    width_px: int = rule(640, ge=16, le=4096)
+    height_px: int = rule(480, ge=16, le=4096)
+    hfov_deg: float = rule(70.0, gt=5, lt=170, doc="horizontal field of view")
+    baseline_m: float = rule(0.12, gt=0, le=2, doc="stereo baseline")
+    mast_height_m: float = rule(0.8, gt=0, le=10, doc="optical centres above the body origin (ground)")
+    mount_x_m: float = rule(0.1, ge=-5, le=5, doc="optical centres forward of the body origin")
+    tilt_deg: float = rule(25.0, ge=-45, le=89, doc="downward pitch of the optical axis")
+    rate_hz: float = rule(2.0, gt=0, le=120, doc="frame rate during traverses")
+    max_range_m: float = rule(40.0, gt=1, le=1000, doc="terrain beyond this is not rendered (sky)")
+    noise_std_dn: float = rule(1.5, ge=0, le=50, doc="Gaussian pixel noise, 8-bit digital numbers")
+    exposure: float = rule(1.0, gt=0, le=100, doc="gain on scene radiance before 8-bit quantisation")
+
+    @property
+    def fx_px(self) -> float:
+        return 0.5 * self.width_px / math.tan(math.radians(0.5 * self.hfov_deg))
+
+    @property
+    def cx_px(self) -> float:
+        return 0.5 * (self.width_px - 1)
+
+    @property
+    def cy_px(self) -> float:
+        return 0.5 * (self.height_px - 1)
+
+    @property
+    def K(self):
+        """3x3 intrinsic matrix (numpy float64)."""
+        import numpy as np
+
+        f = self.fx_px
+        return np.array([[f, 0.0, self.cx_px], [0.0, f, self.cy_px], [0.0, 0.0, 1.0]])
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sensors:
+    """Proprioceptive sensor noise (simulator) and what the rover carries."""
+    gyro_noise_dps: float = rule(0.05, ge=0, le=10, doc="white noise per sample, deg/s")
+    gyro_bias_dps: float = rule(0.1, ge=0, le=10, doc="turn-on bias, 1-sigma per axis, deg/s")
+    gyro_bias_walk_dps: float = rule(0.002, ge=0, le=1, doc="bias random walk, deg/s per sqrt(s)")
+    accel_noise_mps2: float = rule(0.02, ge=0, le=10, doc="white noise per sample")
+    accel_bias_mps2: float = rule(0.02, ge=0, le=10, doc="turn-on bias, 1-sigma per axis")
+    sun_sensor: bool = rule(False, doc="absolute heading from a sun sensor / compass")
+    sun_sensor_noise_deg: float = rule(1.0, ge=0, le=90)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Power:
+    """Battery and motor electrical model."""
+    battery_wh: float = rule(75.0, gt=0, le=100000, doc="usable energy of a full pack")
+    voltage_full_v: float = rule(16.8, gt=0, le=1000)
+    voltage_empty_v: float = rule(13.2, gt=0, le=1000)
+    internal_resistance_ohm: float = rule(0.05, ge=0, le=10)
+    idle_power_w: float = rule(5.0, ge=0, le=10000, doc="computers, sensors, servos at rest")
+    motor_efficiency: float = rule(0.5, gt=0, le=1, doc="wheel mechanical power / electrical power")
+    motor_current_limit_a: float = rule(5.0, gt=0, le=1000, doc="per motor, stall current")
+    low_voltage_v: float = rule(13.6, gt=0, le=1000, doc="battery-low fault threshold")
+
+
+@dataclass(frozen=True, kw_only=True)
 class RoverProfile:
     """Everything nav/ needs to know about a rover."""
     name: str = rule(doc="human-readable name")
@@ -89,6 +158,9 @@ class RoverProfile:
     geometry: Geometry = rule()
     drive: Drive = rule()
     hazards: Hazards = rule()
+    camera: Camera = rule(Camera())
+    sensors: Sensors = rule(Sensors())
+    power: Power = rule(Power())
     description: str = rule("")
     source: str = rule("", doc="file it was loaded from (set by the loader)")
 
@@ -106,12 +178,49 @@ class RoverProfile:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Soil:
+    """Wheel-soil interaction of one soil type (the simulator's slip model).
+
+    Longitudinal slip ``s = 1 - v_ground / v_wheel`` as a function of the climb angle
+    ``a`` (degrees, positive uphill along the direction of travel)::
+
+        a >= max_climb_deg : s = 1                      (the rover cannot climb)
+        a >= 0             : s = min(1, slip_flat + slip_gain * (exp(a / slip_scale_deg) - 1))
+        a <  0             : s = max(-max_skid, slip_flat - downhill_slip_per_deg * |a|)
+
+    the exponential growth of slip with slope measured for MER and MSL on Martian sand
+    (Lindemann & Voorhees 2005; Heverly et al. 2013 "Traverse performance characterization
+    for the Mars Science Laboratory rover", J. Field Robotics 30(6)). On a side slope of
+    roll ``b`` the rover also drifts downhill at ``lateral_slip_gain * |v| * sin(b)``.
+    """
+    name: str = rule("regolith")
+    slip_flat: float = rule(0.03, ge=0, lt=1, doc="slip on level ground")
+    slip_gain: float = rule(0.07, ge=0, le=10)
+    slip_scale_deg: float = rule(10.0, gt=0, le=90)
+    max_climb_deg: float = rule(28.0, gt=0, le=90, doc="slip reaches 1 (angle of repose)")
+    downhill_slip_per_deg: float = rule(0.004, ge=0, le=1)
+    max_skid: float = rule(0.2, ge=0, lt=1, doc="largest negative slip going downhill")
+    lateral_slip_gain: float = rule(0.5, ge=0, le=10)
+    rolling_resistance: float = rule(0.08, ge=0, le=1, doc="coefficient, for motor currents")
+    albedo: float = rule(0.25, gt=0, le=1, doc="mean reflectance, for the cameras")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Planet:
-    """A body the rover drives on."""
+    """A body the rover drives on: gravity, default soil, sun and sky for the cameras.
+
+    ``sun_azimuth_deg`` is measured clockwise from north (+y) toward east (+x);
+    ``sun_elevation_deg`` above the horizon.
+    """
     name: str = rule()
     gravity_mps2: float = rule(gt=0, le=30)
     radius_m: float = rule(gt=0)
     terrain_preset: str = rule(choices=("moon", "mars", "earth_yard"))
+    soil: Soil = rule(Soil())
+    sun_azimuth_deg: float = rule(135.0, ge=0, lt=360)
+    sun_elevation_deg: float = rule(40.0, gt=0, le=90)
+    sky_brightness: float = rule(0.3, ge=0, le=1, doc="sky radiance relative to lit ground, 0 = black")
+    ambient: float = rule(0.05, ge=0, le=1, doc="light in shadow relative to direct sun")
     description: str = rule("")
     source: str = rule("")
 
@@ -279,6 +388,11 @@ def load_rover(name_or_path) -> RoverProfile:
         raise ConfigError(path, "hazards.footprint_m", h.footprint_m,
                           f"must cover at least half the rover ({0.5 * min(g.length_m, g.width_m):g} m)",
                           doc_lines.line("hazards.footprint_m"))
+    pw = prof.power
+    if not pw.voltage_empty_v < pw.low_voltage_v < pw.voltage_full_v:
+        raise ConfigError(path, "power.low_voltage_v", pw.low_voltage_v,
+                          f"must lie between power.voltage_empty_v ({pw.voltage_empty_v:g}) and "
+                          f"power.voltage_full_v ({pw.voltage_full_v:g})", doc_lines.line("power.low_voltage_v"))
     return prof
 
 
