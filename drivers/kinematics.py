@@ -11,9 +11,9 @@ ordered left side front to rear, then right side front to rear.
 * :meth:`WheelLayout.forward` — the body twist ``(vx, vy, wz)`` that best explains the
   wheels' rolling velocities in the least-squares sense (each wheel contributes its rolling
   velocity along its heading and zero sideways velocity). For a symmetric skid-steer rover
-  this gives ``wz = 2 t (v_R - v_L) / (t^2 + b^2)`` (track ``t``, wheelbase ``b``): the
-  familiar turning loss of skid steering, an instantaneous-centre expansion factor
-  ``(t^2 + b^2) / (2 t^2)`` that grows with the wheelbase (cf. Mandow et al. 2007,
+  this gives ``wz = t (v_R - v_L) / (t^2 + b^2)`` (track ``t``, wheelbase ``b``) instead of the
+  differential drive's ``(v_R - v_L) / t``: the familiar turning loss of skid steering, an
+  instantaneous-centre expansion factor ``(t^2 + b^2) / t^2`` that grows with the wheelbase (cf. Mandow et al. 2007,
   "Experimental kinematics for wheeled skid-steer mobile robots", IROS).
 
 The layout reads a rover profile by duck typing (``profile.kind``, ``profile.geometry``,
