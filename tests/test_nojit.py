@@ -45,6 +45,17 @@ out["dstar_replan"] = np.array([d.replan().cost])
 tm = nav.TerrainMap(rng.normal(0, 1, (17, 13)), 0.3)
 out["resample_coarse"] = tm.resampled(0.7).elevation_m
 out["resample_fine"] = tm.resampled(0.2).elevation_m
+from sim.world import World
+from sim.rover_model import RoverModel
+w = World.generate("mars", size_m=4.0, cell_size_m=0.1, seed=5)
+for name in ("osr", "skidsteer"):
+    m = RoverModel(w, nav.load_rover(name), x_m=1.5, y_m=2.0, yaw_rad=0.3)
+    speed, steer = m.layout.inverse(0.2, 0.2)
+    m.step(40, 0.02, speed, steer)
+    m.step(10, 0.02, speed, steer, slip_override=0.3, push_world_mps=(0.05, 0.0))
+    out["physics_" + name] = np.r_[m.x_m, m.y_m, m.z_m, m.yaw_rad, m.pitch_rad, m.roll_rad, m.clearance_m,
+                                   m.wheel_angle_rad, m.slip, m.wheel_force_n, m.gyro_true_radps,
+                                   m.accel_true_mps2, float(m.faults), len(m.events)]
 np.savez(sys.argv[1], **out)
 '''
 
