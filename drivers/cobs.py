@@ -32,14 +32,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import ProtocolError
+from .errors import FramingError
 
 __all__ = ["cobs_encode", "cobs_decode", "cobs_max_encoded_len", "FrameSplitter", "SplitterStats",
            "FramingError"]
-
-
-class FramingError(ProtocolError):
-    """Bytes between two delimiters are not a well-formed frame (bad COBS, too short/long)."""
 
 
 def cobs_max_encoded_len(n: int) -> int:

@@ -32,29 +32,12 @@ from __future__ import annotations
 
 import binascii
 
-from .errors import ProtocolError
+from .errors import ChecksumError  # noqa: F401  (re-exported: raised by the codecs)
 
 __all__ = ["crc16_xmodem", "crc16_xmodem_py", "CRC16_TABLE", "ChecksumError", "CRC16_POLY"]
 
 #: The generator polynomial x^16 + x^12 + x^5 + 1 (the high x^16 term implied).
 CRC16_POLY = 0x1021
-
-
-class ChecksumError(ProtocolError):
-    """A received checksum does not match the one computed over the received bytes.
-
-    Attributes
-    ----------
-    expected : int
-        CRC computed over the received data.
-    got : int
-        CRC that arrived on the wire.
-    """
-
-    def __init__(self, message: str, *, expected: int, got: int):
-        super().__init__(message)
-        self.expected = int(expected)
-        self.got = int(got)
 
 
 def _make_table() -> tuple[int, ...]:

@@ -7,7 +7,8 @@ Every message names the device (port, address or backend), the value and the rul
 from __future__ import annotations
 
 __all__ = [
-    "DriverError", "DeviceClosed", "DeviceTimeout", "LinkLost", "ProtocolError", "DeviceFault",
+    "DriverError", "DeviceClosed", "DeviceTimeout", "LinkLost", "ProtocolError", "ChecksumError", "FramingError",
+    "AckError", "MalformedReply", "DeviceFault",
     "NotArmed", "CommandOutOfRange", "EStopActive", "ModeRejected",
 ]
 
@@ -31,6 +32,35 @@ class LinkLost(DriverError):
 
 class ProtocolError(DriverError):
     """Bytes arrived that do not follow the wire protocol (bad checksum, framing, content)."""
+
+
+class ChecksumError(ProtocolError):
+    """A received checksum does not match the one computed over the received bytes.
+
+    Attributes
+    ----------
+    expected : int
+        CRC computed over the received data.
+    got : int
+        CRC that arrived on the wire.
+    """
+
+    def __init__(self, message: str, *, expected: int, got: int):
+        super().__init__(message)
+        self.expected = int(expected)
+        self.got = int(got)
+
+
+class FramingError(ProtocolError):
+    """Bytes between two delimiters are not a well-formed frame (bad COBS, too short/long)."""
+
+
+class AckError(ProtocolError):
+    """A write was not acknowledged with exactly one ``0xFF`` byte (RoboClaw)."""
+
+
+class MalformedReply(ProtocolError):
+    """A reply has the wrong length or shape (too long, no NUL in the version string...)."""
 
 
 class DeviceFault(DriverError):

@@ -94,7 +94,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from .crc import ChecksumError, crc16_xmodem
-from .errors import CommandOutOfRange, ProtocolError
+from .errors import AckError, CommandOutOfRange, MalformedReply, ProtocolError
 
 __all__ = [
     "Cmd", "CommandSpec", "Field", "COMMANDS", "ADDRESSES", "ACK", "ACK_BYTES", "GAP_S", "MAX_VERSION_LEN",
@@ -119,14 +119,6 @@ GAP_S = 0.010
 MAX_VERSION_LEN = 48
 #: Key BasicMicro's client libraries send with command 94 (write settings to EEPROM).
 WRITE_SETTINGS_KEY = 0xE22EAB7A
-
-
-class AckError(ProtocolError):
-    """A write was not acknowledged with exactly one ``0xFF`` byte."""
-
-
-class MalformedReply(ProtocolError):
-    """A reply has the wrong length or shape (too long, no NUL in the version string...)."""
 
 
 class Cmd(enum.IntEnum):
