@@ -56,6 +56,16 @@ for name in ("osr", "skidsteer"):
     out["physics_" + name] = np.r_[m.x_m, m.y_m, m.z_m, m.yaw_rad, m.pitch_rad, m.roll_rad, m.clearance_m,
                                    m.wheel_angle_rad, m.slip, m.wheel_force_n, m.gyro_true_radps,
                                    m.accel_true_mps2, float(m.faults), len(m.events)]
+from nav.config import Camera
+from sim.camera import StereoRenderer, shadow_map
+from sim.frames import T_world_body
+cam = Camera(width_px=64, height_px=48, max_range_m=6.0)
+w = World.generate("moon", size_m=4.0, cell_size_m=0.1, seed=5)
+f = StereoRenderer(w, cam).render(T_world_body(1.0, 2.0, float(w.terrain.height_at((2.0, 2.0))), 0.3, 0.05, 0.02),
+                                  rng=np.random.default_rng(1))
+out["camera_left"], out["camera_right"] = f.left.astype(np.float64), f.right.astype(np.float64)
+out["camera_depth"] = np.where(np.isfinite(f.depth_m), f.depth_m, -1.0)
+out["camera_lit"] = shadow_map(w)
 np.savez(sys.argv[1], **out)
 '''
 
