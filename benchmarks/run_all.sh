@@ -18,6 +18,9 @@ run "Field D* vs A*" python benchmarks/bench_field_dstar.py
 run "Traversability vs numpy/scipy and the memory-bandwidth floor" python benchmarks/bench_traversability.py
 run "DEM loading and resampling" python benchmarks/bench_dem_io.py
 run "Cold start of rover plan" python benchmarks/bench_cold_start.py
+run "Rover physics (RoverModel)" python benchmarks/bench_physics.py
+run "Simulated traverse through the Rover interface (SimRover)" python benchmarks/bench_sim.py
+run "Stereo camera rendering" env NUMBA_NUM_THREADS=1 python benchmarks/bench_render.py
 marker="<!-- generated below by benchmarks/run_all.sh -->"
 head_part=$(mktemp)
 if grep -q "$marker" "$out" 2>/dev/null; then

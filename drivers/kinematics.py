@@ -87,6 +87,7 @@ class WheelLayout:
                 raise ValueError(f"{name} = {v!r}: must be a finite number > 0")
         if not (isinstance(self.counts_per_rev, (int, np.integer)) and self.counts_per_rev >= 1):
             raise ValueError(f"counts_per_rev = {self.counts_per_rev!r}: must be an integer >= 1")
+        object.__setattr__(self, "_xy", tuple((float(x), float(y), bool(st)) for (x, y), st in zip(pos, st)))
         if not self.names:
             object.__setattr__(self, "names", tuple(f"wheel{i}" for i in range(len(pos))))
         elif len(self.names) != len(pos):
@@ -156,22 +157,27 @@ class WheelLayout:
         Fixed wheels get steering 0. A steerable wheel whose contact point does not move keeps
         steering 0.
         """
-        x, y = self.position_xy_m[:, 0], self.position_xy_m[:, 1]
-        ux = vx_mps - wz_radps * y
-        uy = wz_radps * x
-        speed = ux / self.wheel_radius_m
-        steer = np.zeros(self.n_wheels)
-        st = self.steerable
-        if st.any():
-            mag = np.hypot(ux[st], uy[st])
-            ang = np.arctan2(uy[st], ux[st])
-            back = np.abs(ang) > 0.5 * math.pi + _EPS
-            ang = np.where(back, ang - math.copysign(math.pi, 1.0) * np.sign(ang), ang)
-            sgn = np.where(back, -1.0, 1.0)
-            moving = mag > _EPS
-            steer[st] = np.where(moving, ang, 0.0)
-            speed[st] = np.where(moving, sgn * mag, 0.0) / self.wheel_radius_m
-        return speed, steer
+        # plain Python over a handful of wheels: several times faster than numpy on 6-element arrays,
+        # and this runs on every control tick
+        r = self.wheel_radius_m
+        speed = [0.0] * len(self._xy)
+        steer = [0.0] * len(self._xy)
+        for i, (x, y, st) in enumerate(self._xy):
+            ux = vx_mps - wz_radps * y
+            if not st:
+                speed[i] = ux / r
+                continue
+            uy = wz_radps * x
+            mag = math.hypot(ux, uy)
+            if mag <= _EPS:
+                continue
+            ang = math.atan2(uy, ux)
+            if abs(ang) > 0.5 * math.pi + _EPS:      # drive the wheel backwards instead of turning past 90 deg
+                ang -= math.copysign(math.pi, ang)
+                mag = -mag
+            steer[i] = ang
+            speed[i] = mag / r
+        return np.array(speed), np.array(steer)
 
     def forward(self, speed_radps, steer_rad=None) -> tuple[float, float, float]:
         """Least-squares body twist ``(vx, vy, wz)`` from wheel speeds and steering angles."""
@@ -207,7 +213,7 @@ class WheelLayout:
             elif abs(vx / wz) < self.min_turning_radius_m * (1 - 1e-9):
                 raise CommandOutOfRange(f"{device}: turning radius |vx/wz| = {abs(vx / wz):.3f} m is below "
                                         f"min_turning_radius_m {self.min_turning_radius_m:g}")
-        if self.steerable.any():
+        if self.steerable.any() and self.max_steer_rad < 0.5 * math.pi:   # inverse() never exceeds 90 deg
             _, steer = self.inverse(vx, wz)
             bad = np.abs(steer) > self.max_steer_rad + 1e-9
             if bad.any():

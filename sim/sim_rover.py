@@ -109,6 +109,7 @@ class SimRover(Rover):
         n = layout.n_wheels
         self._cmd_speed = np.zeros(n)
         self._cmd_steer = np.zeros(n)
+        self._zeros = np.zeros(n)
         self._last_cmd_step = -1
         self._watchdog_tripped = False
         self._injected = Fault.NONE
@@ -192,7 +193,7 @@ class SimRover(Rover):
             self._run(n_steps - n_cmd, dt_s, t + n_cmd * dt_s, False)
 
     def _run(self, n: int, dt: float, t0: float, drive: bool) -> None:
-        speed = self._cmd_speed if drive else np.zeros_like(self._cmd_speed)
+        speed = self._cmd_speed if drive else self._zeros
         slip = self._slip_override if t0 < self._slip_until_s else math.nan
         push = self._push if t0 < self._push_until_s else (0.0, 0.0)
         x0, y0 = self.model.x_m, self.model.y_m
@@ -243,8 +244,9 @@ class SimRover(Rover):
         else:
             gyro_true, accel_true = self.model.gyro_true_radps, self.model.accel_true_mps2
         shrink = 1.0 / math.sqrt(n)
-        gyro = gyro_true + self._gyro_bias + self._rng_imu.normal(0.0, math.radians(s.gyro_noise_dps) * shrink, 3)
-        accel = accel_true + self._accel_bias + self._rng_imu.normal(0.0, s.accel_noise_mps2 * shrink, 3)
+        z = self._rng_imu.standard_normal(6)
+        gyro = gyro_true + self._gyro_bias + z[:3] * (math.radians(s.gyro_noise_dps) * shrink)
+        accel = accel_true + self._accel_bias + z[3:] * (s.accel_noise_mps2 * shrink)
         self._gyro_sum[:] = 0.0
         self._accel_sum[:] = 0.0
         self._imu_n = 0
