@@ -49,7 +49,6 @@ The decoder knows only the device-independent rules: a device must still check t
 from __future__ import annotations
 
 import enum
-import operator
 import struct
 from collections import deque
 from dataclasses import dataclass, fields
@@ -57,6 +56,7 @@ from typing import ClassVar
 
 from .cobs import FrameSplitter, FramingError, cobs_decode, cobs_encode, cobs_max_encoded_len
 from .crc import ChecksumError, crc16_xmodem
+from ._checks import as_int as _as_int
 from .errors import CommandOutOfRange, ProtocolError
 
 __all__ = [
@@ -145,15 +145,6 @@ class Capability(enum.IntFlag):
 
 
 # ----------------------------------------------------------------------------- messages
-def _as_int(value, what: str) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{what} = {value!r}: must be an int, not bool")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{what} = {value!r}: must be an int, got {type(value).__name__}") from None
-
-
 @dataclass(frozen=True, kw_only=True)
 class Message:
     """Base of every RNP message: ``seq`` is the frame's sequence number (u16)."""

@@ -88,12 +88,12 @@ is a valid read request to any parser, including :class:`RequestParser`.
 from __future__ import annotations
 
 import enum
-import operator
 import struct
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from .crc import ChecksumError, crc16_xmodem
+from ._checks import as_int as _int
 from .errors import AckError, CommandOutOfRange, MalformedReply, ProtocolError
 
 __all__ = [
@@ -401,15 +401,6 @@ _REQ_STRUCT = {c: struct.Struct(">" + "".join(f.fmt for f in s.request)) for c, 
 
 
 # ----------------------------------------------------------------------------- validation
-def _int(value, what: str) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{what} = {value!r}: must be an int, not bool")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{what} = {value!r}: must be an int, got {type(value).__name__}") from None
-
-
 def _check_addr(addr) -> int:
     a = _int(addr, "roboclaw address")
     if a not in ADDRESSES:

@@ -87,6 +87,17 @@ _SETTLE_ARGS = (_Z, _U2, _F, _I, _F2, _I2, _F2, _F2)
 
 
 # ----------------------------------------------------------------------------- terrain
+@njit(types.UniTuple(_F64, 3)(_F2, _I2, _F2, _I64, _F64), inline="always", **_OPTS)
+def _facet_plane(cand, tri, tri_inv, t, zref):
+    """Plane ``z - zref = p0 + p1 x + p2 y`` through the three contacts of support facet ``t``."""
+    za = cand[W_ZC, tri[t, 0]] - zref
+    zb = cand[W_ZC, tri[t, 1]] - zref
+    zc = cand[W_ZC, tri[t, 2]] - zref
+    return (tri_inv[t, 0] * za + tri_inv[t, 1] * zb + tri_inv[t, 2] * zc,
+            tri_inv[t, 3] * za + tri_inv[t, 4] * zb + tri_inv[t, 5] * zc,
+            tri_inv[t, 6] * za + tri_inv[t, 7] * zb + tri_inv[t, 8] * zc)
+
+
 @njit(_F64(_Z, _F64, _F64, _F64, _F64, _F64), **_OPTS)
 def _height_at(z, ox, oy, cell, x, y):
     """Bilinear height between cell centres, clamped at the border; NaN outside the map or
@@ -208,12 +219,7 @@ def _settle_pose(z, soil_idx, prm, iprm, geo, tri, tri_inv, belly, ws, x, y, yaw
         b1 = 0.0
         b2 = 0.0
         for t in range(tri.shape[0]):
-            za = cand[W_ZC, tri[t, 0]] - zref
-            zb = cand[W_ZC, tri[t, 1]] - zref
-            zc = cand[W_ZC, tri[t, 2]] - zref
-            p0 = tri_inv[t, 0] * za + tri_inv[t, 1] * zb + tri_inv[t, 2] * zc
-            p1 = tri_inv[t, 3] * za + tri_inv[t, 4] * zb + tri_inv[t, 5] * zc
-            p2 = tri_inv[t, 6] * za + tri_inv[t, 7] * zb + tri_inv[t, 8] * zc
+            p0, p1, p2 = _facet_plane(cand, tri, tri_inv, t, zref)
             ok = True
             for j in range(nc):
                 if cand[W_ZC, j] - zref > p0 + p1 * geo[j, 0] + p2 * geo[j, 1] + 1e-9:
@@ -230,12 +236,7 @@ def _settle_pose(z, soil_idx, prm, iprm, geo, tri, tri_inv, belly, ws, x, y, yaw
         if best < 0:      # rounding left no supporting facet: take the highest one above the CG
             best_h = -_INF
             for t in range(tri.shape[0]):
-                za = cand[W_ZC, tri[t, 0]] - zref
-                zb = cand[W_ZC, tri[t, 1]] - zref
-                zc = cand[W_ZC, tri[t, 2]] - zref
-                p0 = tri_inv[t, 0] * za + tri_inv[t, 1] * zb + tri_inv[t, 2] * zc
-                p1 = tri_inv[t, 3] * za + tri_inv[t, 4] * zb + tri_inv[t, 5] * zc
-                p2 = tri_inv[t, 6] * za + tri_inv[t, 7] * zb + tri_inv[t, 8] * zc
+                p0, p1, p2 = _facet_plane(cand, tri, tri_inv, t, zref)
                 if p0 > best_h:
                     best_h = p0
                     b0 = p0
