@@ -34,7 +34,7 @@ def traverse(world, profile, distance_m, speed_mps, control_hz, cameras_hz=0.0):
     ticks = int(round(distance_m / speed_mps * control_hz))
     every = int(round(control_hz / cameras_hz)) if cameras_hz else 0
     frames = hops = 0
-    last_x, stuck_ticks = r.truth().x_m, 0
+    last_x = r.truth().x_m
     c0, w0 = time.process_time(), time.perf_counter()
     for k in range(ticks):
         r.set_twist(speed_mps, 0.05 * math.sin(0.05 * k))
