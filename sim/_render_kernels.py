@@ -461,6 +461,19 @@ def _fill_lowered_triangle(buf, xa, ya, za, xb, yb, zb, xc, yc, zc, near, fx, fy
     return _clip_fill_triangle(buf, xa, ya, za, xb, yb, zb, xc, yc, zc, near, fx, fy, cx, cy, eps, two_sided)
 
 
+
+@njit(f"int64({_I}, int64, int64, int64)", inline="always", **_OPTS)
+def _lattice_indices(out, lo, hi, step):
+    """Write ``lo, lo + step, ...`` clamped to end exactly at ``hi`` into ``out``; return how many."""
+    n = 0
+    v = lo
+    while True:
+        out[n] = min(v, hi)
+        n += 1
+        if v >= hi:
+            return n
+        v += step
+
 @njit(f"int64({_S2}, {_D}, {_D}, {_D}, int64, {_S2}, {_S2}, {_F2}, {_F}, {_D}, {_D}, {_D}, {_D}, {_D}, {_D}, "
       f"{_D}, {_D}, int64, {_S2}, {_I})", **_OPTS)
 def _rasterize_terrain(z, ox, oy, cell, block, bzmin, bzmax, R_cw, C_w, fx, fy, cx, cy, near_m, max_range_m,
@@ -615,22 +628,8 @@ def _rasterize_terrain(z, ox, oy, cell, block, bzmin, bzmax, R_cw, C_w, fx, fy, 
         c0 = bc * block
         r1 = min(r0 + block, rows - 1)
         c1 = min(c0 + block, cols - 1)
-        nr = 0
-        r = r0
-        while True:
-            rr_[nr] = min(r, r1)
-            nr += 1
-            if r >= r1:
-                break
-            r += step
-        nc = 0
-        c = c0
-        while True:
-            cc_[nc] = min(c, c1)
-            nc += 1
-            if c >= c1:
-                break
-            c += step
+        nr = _lattice_indices(rr_, r0, r1, step)
+        nc = _lattice_indices(cc_, c0, c1, step)
         for i in range(nr):
             r = rr_[i]
             ey = oy + (r + 0.5) * cell - cyw
