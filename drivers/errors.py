@@ -30,6 +30,14 @@ class LinkLost(DriverError):
     treated as stopped."""
 
 
+class PortInUse(DriverError):
+    """The port is held by another program (exclusive lock), so this one must not drive the rover."""
+
+
+class PortNotFound(DriverError):
+    """No device at the port's path (unplugged, renamed, or never there) or no handler for its URL."""
+
+
 class ProtocolError(DriverError):
     """Bytes arrived that do not follow the wire protocol (bad checksum, framing, content)."""
 

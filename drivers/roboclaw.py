@@ -76,7 +76,7 @@ from .roboclaw_codec import Cmd, LegacyStatusFlags, StatusFlags
 from .transport import DEFAULT_BAUDRATE, BusLock, Transport
 from .watchdog import CommandGate, Watchdog
 
-__all__ = ["RoboClawRover", "MotorChannel", "OSR_MAPPING", "mapping_from_dict", "check_mapping", "LinkStats",
+__all__ = ["RoboClawRover", "open_rover", "MotorChannel", "OSR_MAPPING", "mapping_from_dict", "check_mapping", "LinkStats",
            "SteeringBackend", "status_faults"]
 
 log = logging.getLogger(__name__)
@@ -1084,3 +1084,12 @@ class RoboClawRover(Rover):
                 names = "|".join(f.name for f in kind if f and (bits & f) == f) or f"0x{bits:x}"
                 parts.append(f"0x{a:02x}: {names}")
         return "; ".join(parts) or "no flags"
+
+
+def open_rover(port: str, profile, **kw) -> RoboClawRover:
+    """The RoboClaw driver for rover ``profile`` on ``port`` (the :func:`drivers.open_rover` entry point).
+    A ``roboclaw_mapping`` key in ``kw`` (a dict as for :func:`mapping_from_dict`) replaces :data:`OSR_MAPPING`."""
+    m = kw.pop("roboclaw_mapping", None)
+    if m is not None:
+        kw["mapping"] = mapping_from_dict(m)
+    return RoboClawRover(port, profile, **kw)

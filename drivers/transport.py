@@ -52,7 +52,7 @@ import serial
 from serial import SerialException
 
 from .clock import Clock, MonotonicClock
-from .errors import DeviceClosed, DriverError, LinkLost
+from .errors import DeviceClosed, DriverError, LinkLost, PortInUse, PortNotFound
 
 __all__ = ["Transport", "TransportStats", "BusLock", "PortInUse", "PortNotFound", "open_serial", "url_scheme",
            "url_path", "DEFAULT_BAUDRATE"]
@@ -70,14 +70,6 @@ except ImportError:                    # pragma: no cover - Windows
 
 _VANISHED = ("returned no data", "Input/output error", "Errno 5", "Errno 19", "No such device", "Bad file descriptor",
              "disconnected")
-
-
-class PortInUse(DriverError):
-    """The port is held by another program (exclusive lock), so this one must not drive the rover."""
-
-
-class PortNotFound(DriverError):
-    """No device at the port's path (unplugged, renamed, or never there) or no handler for its URL."""
 
 
 # ----------------------------------------------------------------------------- URL helpers

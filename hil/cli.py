@@ -5,6 +5,9 @@ Subcommands::
     rover plan   --rover osr --terrain (DEM file | preset) [--seed N] --start X,Y --goal X,Y
                  [--planner astar|field_dstar|dstar_lite|dijkstra] [--out DIR]
 
+    rover sim-device --protocol roboclaw [--rover osr] [--seed N] [--baud B] [--link PATH]
+                 serve a virtual device on a pseudo-terminal until Ctrl-C
+
 Exit status: 0 success, 1 the plan failed (no path, hazard, timeout — explained in a
 sentence), 2 bad input (unknown rover, malformed YAML or DEM, bad arguments).
 """
@@ -202,7 +205,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deadline", type=float, default=None, help="planning deadline, seconds")
     p.add_argument("--out", default="runs/plan", help="output folder (default runs/plan)")
     p.set_defaults(func=cmd_plan)
+    import importlib
+
+    for mod in _COMMAND_MODULES:     # each owns its subcommand(s): register(sub) adds them
+        importlib.import_module(mod).register(sub)
     return ap
+
+
+#: Modules adding subcommands; each defines ``register(subparsers)`` and keeps its heavy imports inside
+#: its command function, so ``rover --help`` stays fast. Errors: raise ``CliError`` (exit 2, one sentence)
+#: or return an exit status.
+_COMMAND_MODULES = ("hil.cmd_sim_device",)
 
 
 def main(argv=None) -> int:

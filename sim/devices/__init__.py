@@ -45,8 +45,20 @@ def _roboclaw(sim_rover, **kw):
     return VirtualRoboClawBus(sim_rover, **kw)
 
 
+def _rnp(sim_rover, **kw):
+    from .rnp import VirtualRnpDevice
+
+    return VirtualRnpDevice(sim_rover, **kw)
+
+
+def _mavlink(sim_rover, **kw):
+    from .mavlink import VirtualArduRover
+
+    return VirtualArduRover(sim_rover, **kw)
+
+
 #: protocol name -> factory(sim_rover, **kw) building the device model.
-PROTOCOLS = {"roboclaw": _roboclaw}
+PROTOCOLS = {"roboclaw": _roboclaw, "rnp": _rnp, "mavlink": _mavlink}
 
 
 def register_protocol(name: str, factory) -> None:
