@@ -145,10 +145,10 @@ def _unknown_near(z, r, c, radius_cells):
 
 
 # ----------------------------------------------------------------------------- cheap pass
-@njit(_I64(_Z, _Z, _F64, _F64, _F64, _F64, _F64, _F64, _F3, _RF2, _RF2, _RI, _RF, _F64, _I64, _F64,
-           _RF, _RF, _RF, _F64, _F64, _I, _F, _F, _F), **_OPTS)
-def _score_candidates(cost, z, ox, oy, cell, px, py, pyaw, cand_xyt, cand_s, cand_w, cand_n, lateral,
-                      side_cost, unknown_radius_cells, escape_m, ctg_end, extra, heading_term, w_cost,
+@njit(_I64(_Z, _Z, _RU2, _F64, _F64, _F64, _F64, _F64, _F64, _F3, _RF2, _RF2, _RI, _RF, _F64, _I64,
+           types.boolean, _I64, _RF, _RF, _RF, _F64, _F64, _I, _F, _F, _F), **_OPTS)
+def _score_candidates(cost, z, reason, ox, oy, cell, px, py, pyaw, cand_xyt, cand_s, cand_w, cand_n, lateral,
+                      side_cost, unknown_radius_cells, escape, margin_flag, ctg_end, extra, heading_term, w_cost,
                       w_ctg, out_status, out_block_s, out_cost, out_score):
     """Cost integral along each candidate's swept footprint and its score, for all candidates.
 
@@ -156,7 +156,9 @@ def _score_candidates(cost, z, ox, oy, cell, px, py, pyaw, cand_xyt, cand_s, can
     ``lateral`` (the centre and the wheel tracks), of the cell cost under that point; a lateral
     point on a lethal cell or off the grid counts ``side_cost``. A lethal (or off-grid) cell under
     the *centre* blocks the candidate (the cost grid is the configuration space: lethal cells are
-    inflated by the rover's half width) unless the sample is within ``escape_m`` of the start.
+    inflated by the rover's half width). With ``escape`` (the rover starts inside the inflation
+    margin) a candidate may cross cells whose ``reason`` is exactly ``margin_flag`` (lethal only by
+    inflation) until its centre first reaches a finite cell.
     ``out_cost = Σ w_i · footprint cost_i`` (cost·m) and, for free candidates,
     ``out_score = w_cost · out_cost + w_ctg · ctg_end + extra + heading_term`` (``inf`` otherwise,
     status ``NO_ROUTE`` when only the cost-to-go is infinite). ``out_block_s`` is the path length
@@ -173,6 +175,7 @@ def _score_candidates(cost, z, ox, oy, cell, px, py, pyaw, cand_xyt, cand_s, can
         status = FREE
         block_s = _INF
         acc = 0.0
+        escaping = escape
         for j in range(cand_n[i]):
             bx = cand_xyt[i, j, 0]
             by = cand_xyt[i, j, 1]
@@ -183,20 +186,19 @@ def _score_candidates(cost, z, ox, oy, cell, px, py, pyaw, cand_xyt, cand_s, can
             st = math.sin(pyaw + th)
             gx = (wx - ox) / cell
             gy = (wy - oy) / cell
-            centre_ok = gx >= 0.0 and gx < cols and gy >= 0.0 and gy < rows
-            escape = cand_s[i, j] < escape_m
-            if not centre_ok:
-                if not escape:
-                    status = OFF_MAP
-                    block_s = cand_s[i, j]
-                    break
-            else:
-                r = int(gy)
-                c = int(gx)
-                if not (cost[r, c] < _INF) and not escape:
+            if not (gx >= 0.0 and gx < cols and gy >= 0.0 and gy < rows):
+                status = OFF_MAP
+                block_s = cand_s[i, j]
+                break
+            r = int(gy)
+            c = int(gx)
+            if not (cost[r, c] < _INF):
+                if not (escaping and reason[r, c] == margin_flag):
                     status = BLOCKED_UNKNOWN if _unknown_near(z, r, c, unknown_radius_cells) else BLOCKED_HAZARD
                     block_s = cand_s[i, j]
                     break
+            else:
+                escaping = False
             w = cand_w[i, j]
             if w == 0.0:
                 continue

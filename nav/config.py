@@ -265,6 +265,7 @@ def _compose(text: str, file: str) -> _Doc:
                 if k in out:
                     raise ConfigError(file, sub, None, "duplicate key", kn.start_mark.line + 1)
                 out[k] = walk(vn, sub)
+                lines[sub] = kn.start_mark.line + 1     # errors point at the key, also for block values
             return out
         if isinstance(n, yaml.SequenceNode):
             return [walk(v, f"{key}[{i}]") for i, v in enumerate(n.value)]
@@ -336,12 +337,40 @@ def from_mapping(cls, doc: _Doc, data, prefix: str = ""):
             if f.default is dataclasses.MISSING:
                 raise ConfigError(doc.file, sub, None, "required key is missing", doc.line(prefix))
             continue
-        value = data[name]
-        if dataclasses.is_dataclass(typ):
-            kwargs[name] = from_mapping(typ, doc, value, sub)
-        else:
-            kwargs[name] = _check_scalar(doc, sub, value, typ, f.metadata)
+        kwargs[name] = _convert(doc, sub, data[name], typ, f.metadata)
     return cls(**kwargs)
+
+
+def _convert(doc: _Doc, key: str, value, typ, md):
+    """One field value: a nested dataclass, ``X | None`` (YAML ``null``), ``tuple[X, ...]`` (a YAML list,
+    ``length`` rule optional) or a scalar."""
+    origin = typing.get_origin(typ)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", typing.Union)):
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        if value is None and len(args) < len(typing.get_args(typ)):
+            return None
+        if len(args) != 1:  # pragma: no cover - schema bug
+            raise TypeError(f"unsupported config type {typ}")
+        return _convert(doc, key, value, args[0], md)
+    if origin is tuple:
+        args = typing.get_args(typ)
+        if not isinstance(value, list):
+            raise ConfigError(doc.file, key, value, "must be a list", doc.line(key))
+        n = md.get("length")
+        if n is not None and len(value) != n:
+            raise ConfigError(doc.file, key, value, f"must be a list of {n} items", doc.line(key))
+        item = args[0]
+        if len(args) == 2 and args[1] is Ellipsis or len(args) == 1:
+            types = [item] * len(value)
+        else:
+            if len(value) != len(args):
+                raise ConfigError(doc.file, key, value, f"must be a list of {len(args)} items", doc.line(key))
+            types = list(args)
+        item_md = {k: v for k, v in md.items() if k != "length"}
+        return tuple(_convert(doc, f"{key}[{i}]", v, t, item_md) for i, (v, t) in enumerate(zip(value, types)))
+    if dataclasses.is_dataclass(typ):
+        return from_mapping(typ, doc, value, key)
+    return _check_scalar(doc, key, value, typ, md)
 
 
 def load_yaml_config(cls, path, *, text: str | None = None):

@@ -175,92 +175,158 @@ def _world_points(xyz_cam, var_depth, R_wc, t_wc, pixel_var_per_z2, attitude_var
 
 
 # ------------------------------------------------------------------------------ rasterisation
-@njit(f"int64({_F2}, {_F}, {_D}, {_D}, {_D}, {_D}, {_D}, int64, {_D}, {_S2}, {_S2}, {_I2})", **_OPTS)
-def _rasterize_heights(xyz, var_height, ox, oy, cell, gate_k, layer_m, min_points, min_var_m2,
-                       height, var, count):
-    """Height map of world points: top-layer, variance-weighted mean per cell.
+@njit(f"{_D}({_F}, int64, int64, int64)", **_OPTS)
+def _select(a, lo, hi, k):
+    """The ``k``-th smallest value of ``a[lo:hi]`` (0-based), by quickselect; reorders that slice."""
+    k += lo
+    hi -= 1
+    while hi > lo:
+        # median of three as the pivot, Hoare partition
+        mid = (lo + hi) >> 1
+        x, y, z = a[lo], a[mid], a[hi]
+        if x > y:
+            x, y = y, x
+        if y > z:
+            y = z
+            if x > y:
+                y = x
+        pivot = y
+        i = lo
+        j = hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                t = a[i]
+                a[i] = a[j]
+                a[j] = t
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return a[k]
+    return a[k]
 
-    ``xyz`` (n, 3) world metres, ``var_height`` (n,) m² (NaN or inf: skipped). The grid's
-    cell ``(0, 0)`` has its lower-left corner at ``(ox, oy)``; ``height``/``var``/``count``
-    give its shape. Writes ``height`` (NaN = unknown), ``var`` (inf = unknown) and ``count``
-    (points that fell in each cell, usable or not for the top layer).
+
+@njit(f"int64({_F2}, {_F}, {_D}, {_D}, {_D}, {_D}, {_D}, {_D}, int64, {_D}, {_S2}, {_S2}, {_I2})", **_OPTS)
+def _rasterize_heights(xyz, var_height, ox, oy, cell, gate_k, layer_m, top_fraction, min_points, min_var_m2,
+                       height, var, count):
+    """Height map of world points: the robust top layer of each cell.
+
+    ``xyz`` (n, 3) world metres, ``var_height`` (n,) m² (a point with a NaN or infinite
+    coordinate or variance is skipped). The grid's cell ``(0, 0)`` has its lower-left corner
+    at ``(ox, oy)``; ``height``/``var``/``count`` give its shape. Writes ``height`` (NaN =
+    unknown), ``var`` (inf = unknown) and ``count`` (usable points that fell in each cell).
+
+    Per cell of ``k >= min_points`` points: the floor ``L`` is the ``q``-th largest lower
+    bound ``h - gate_k σ`` with ``q = max(min_points, ceil(top_fraction k))`` (at most ``k``);
+    the top layer is the points with ``h + gate_k σ + layer_m >= L``; the height is their
+    median and the variance the mean of their variances (at least ``min_var_m2``).
     """
     rows, cols = height.shape
     n = xyz.shape[0]
     if (xyz.shape[1] != 3 or var_height.shape[0] != n or var.shape[0] != rows or var.shape[1] != cols
             or count.shape[0] != rows or count.shape[1] != cols):
         return BAD_SHAPE
-    if not (cell > 0.0 and gate_k >= 0.0 and layer_m >= 0.0 and min_points >= 1 and min_var_m2 >= 0.0):
+    if not (cell > 0.0 and gate_k >= 0.0 and layer_m >= 0.0 and 0.0 <= top_fraction <= 1.0
+            and min_points >= 1 and min_var_m2 >= 0.0):
         return BAD_ARGUMENT
     m = rows * cols
-    top1 = np.full(m, -np.inf)
-    top2 = np.full(m, -np.inf)
-    cnt = np.zeros(m, np.int64)
+    start = np.zeros(m + 1, np.int64)
     idx = np.empty(n, np.int64)
-    sd = np.empty(n, np.float64)
     inv_cell = 1.0 / cell
-    # pass 1: bin, and the two largest lower bounds per cell
+    # counting sort of the points by cell
     for i in range(n):
         idx[i] = -1
+        x = xyz[i, 0]
+        y = xyz[i, 1]
         vh = var_height[i]
-        if not (vh >= 0.0 and vh < math.inf):
+        if not (vh >= 0.0 and vh < math.inf and abs(x) < math.inf and abs(y) < math.inf
+                and abs(xyz[i, 2]) < math.inf):
             continue
-        fc = math.floor((xyz[i, 0] - ox) * inv_cell)
-        fr = math.floor((xyz[i, 1] - oy) * inv_cell)
+        fc = math.floor((x - ox) * inv_cell)
+        fr = math.floor((y - oy) * inv_cell)
         if not (fc >= 0.0 and fc < cols and fr >= 0.0 and fr < rows):
             continue
         j = np.int64(fr) * cols + np.int64(fc)
         idx[i] = j
-        s = math.sqrt(vh)
-        sd[i] = s
-        lo = xyz[i, 2] - gate_k * s
-        cnt[j] += 1
-        if lo > top1[j]:
-            top2[j] = top1[j]
-            top1[j] = lo
-        elif lo > top2[j]:
-            top2[j] = lo
-    # pass 2: variance-weighted mean of the points that can belong to the top layer
-    sw = np.zeros(m)
-    swh = np.zeros(m)
-    used = np.zeros(m, np.int64)
+        start[j + 1] += 1
+    for j in range(m):
+        start[j + 1] += start[j]
+    total = start[m]
+    fill = start[:m].copy()
+    hs = np.empty(total)      # height, lower bound, upper bound (+ layer), variance, by cell
+    lo = np.empty(total)
+    up = np.empty(total)
+    vs = np.empty(total)
     for i in range(n):
         j = idx[i]
-        if j < 0 or cnt[j] < min_points:
-            continue
-        floor_ = top2[j] if cnt[j] >= 2 else top1[j]
-        h = xyz[i, 2]
-        if h + gate_k * sd[i] + layer_m >= floor_:
-            w = 1.0 / max(sd[i] * sd[i], 1e-300)
-            sw[j] += w
-            swh[j] += w * h
-            used[j] += 1
+        if j >= 0:
+            t = fill[j]
+            fill[j] = t + 1
+            h = xyz[i, 2]
+            vh = var_height[i]
+            s = gate_k * math.sqrt(vh)
+            hs[t] = h
+            lo[t] = h - s
+            up[t] = h + s + layer_m
+            vs[t] = vh
+    kept = np.empty(total)
     for r in range(rows):
         for c in range(cols):
             j = r * cols + c
-            count[r, c] = np.int32(min(cnt[j], 2147483647))
-            if cnt[j] >= min_points and used[j] > 0:
-                height[r, c] = np.float32(swh[j] / sw[j])
-                var[r, c] = np.float32(max(used[j] / sw[j], min_var_m2))
-            else:
+            a = start[j]
+            b = start[j + 1]
+            k = b - a
+            count[r, c] = np.int32(min(k, 2147483647))
+            if k < min_points or k == 0:
                 height[r, c] = np.nan
                 var[r, c] = np.inf
+                continue
+            q = max(min_points, int(math.ceil(top_fraction * k)))
+            if q > k:
+                q = k
+            floor_ = _select(lo, a, b, k - q)       # reorders lo only (it is not used again)
+            used = 0
+            sv = 0.0
+            for t in range(a, b):
+                if up[t] >= floor_:
+                    kept[a + used] = hs[t]
+                    sv += vs[t]
+                    used += 1
+            half = used >> 1
+            med = _select(kept, a, a + used, half)
+            if used % 2 == 0:
+                # the largest value below the upper median (the select left them in kept[a:a+half])
+                below = kept[a]
+                for t in range(a + 1, a + half):
+                    if kept[t] > below:
+                        below = kept[t]
+                med = 0.5 * (med + below)
+            height[r, c] = np.float32(med)
+            var[r, c] = np.float32(max(sv / used, min_var_m2))
     return OK
 
 
 # ------------------------------------------------------------------------------ fusion
-@njit(f"int64({_S2}, {_S2}, int64, int64, {_S2}, {_S2}, {_F2}, {_S2}, {_D}, {_D}, {_D}, {_D}, {_D}, "
+@njit(f"int64({_S2}, {_S2}, int64, int64, {_S2}, {_S2}, {_F2}, {_S2}, {_D}, {_D}, {_D}, {_D}, {_D}, {_D}, "
       f"{_I}, {_I}, {_I})", **_OPTS)
-def _fuse_heights(lh, lv, r0, c0, gh, gv, gstamp, greported, stamp, q, gate, max_age, change_tol_m,
+def _fuse_heights(lh, lv, r0, c0, gh, gv, gstamp, greported, stamp, q, gate, max_age, min_var_m2, change_tol_m,
                   changed_r, changed_c, stats):
     """Fuse a local height map whose cell ``(0, 0)`` is global cell ``(r0, c0)`` (see the module
     docstring). ``gh`` (NaN = unknown), ``gv``, ``gstamp`` and ``greported`` (the height last
-    reported as changed, NaN = never) are updated in place.
+    reported as changed) are updated in place.
 
     A cell is reported when its new height differs from ``greported`` by more than
     ``change_tol_m`` (or it became known), so small updates that add up are reported once
     their sum exceeds the tolerance. Writes the changed cells to ``changed_r``/``changed_c``
-    (capacity ``lh.size``) and ``stats = (n_changed, n_new, n_fused, n_replaced, n_kept)``.
+    (capacity ``lh.size``) and ``stats = (n_changed, n_new, n_fused, n_inconsistent,
+    n_replaced)``.
     """
     lr, lc = lh.shape
     gr, gc = gh.shape
@@ -269,55 +335,46 @@ def _fuse_heights(lh, lv, r0, c0, gh, gv, gstamp, greported, stamp, q, gate, max
             or greported.shape[1] != gc or changed_r.shape[0] < lr * lc
             or changed_c.shape[0] < lr * lc or stats.shape[0] < 5):
         return BAD_SHAPE
-    if not (q >= 0.0 and gate > 0.0 and max_age >= 0.0 and change_tol_m >= 0.0):
+    if not (q >= 0.0 and gate > 0.0 and max_age >= 0.0 and min_var_m2 >= 0.0 and change_tol_m >= 0.0):
         return BAD_ARGUMENT
     gate2 = gate * gate
     n_changed = 0
     n_new = 0
     n_fused = 0
+    n_inconsistent = 0
     n_replaced = 0
-    n_kept = 0
     for i in range(max(0, -r0), min(lr, gr - r0)):
         for j in range(max(0, -c0), min(lc, gc - c0)):
             z = np.float64(lh[i, j])
-            R = np.float64(lv[i, j])
-            if not (z == z and R >= 0.0 and R < math.inf):
+            R = max(np.float64(lv[i, j]), min_var_m2)
+            if not (z == z and R < math.inf):
                 continue
             r = r0 + i
             c = c0 + j
             h = np.float64(gh[r, c])
-            if h != h:
-                gh[r, c] = np.float32(z)
-                gv[r, c] = np.float32(R)
-                gstamp[r, c] = stamp
-                greported[r, c] = np.float32(z)
-                changed_r[n_changed] = r
-                changed_c[n_changed] = c
-                n_changed += 1
-                n_new += 1
-                continue
             age = stamp - gstamp[r, c]
-            if age < 0.0:
-                age = 0.0
-            P = np.float64(gv[r, c]) + q * age
-            dz = z - h
-            if age > max_age:
+            if h != h or age > max_age:
+                if h != h:
+                    n_new += 1
+                else:
+                    n_replaced += 1
                 hn = z
                 Pn = R
-                n_replaced += 1
-            elif dz * dz <= gate2 * (P + R):
-                K = P / (P + R) if P + R > 0.0 else 0.5
-                hn = h + K * dz
-                Pn = (1.0 - K) * P
-                n_fused += 1
-            elif dz > 0.0 or R < P:
-                hn = z
-                Pn = R
-                n_replaced += 1
             else:
-                hn = h
-                Pn = P + dz * dz
-                n_kept += 1
+                if age < 0.0:
+                    age = 0.0
+                P = np.float64(gv[r, c]) + q * age
+                dz = z - h
+                if dz * dz > gate2 * (P + R):
+                    # inconsistent: the estimate was overconfident (drift, a moved or newly seen
+                    # obstacle); widen it by the innovation so the measurement takes over
+                    P += dz * dz
+                    n_inconsistent += 1
+                else:
+                    n_fused += 1
+                K = P / (P + R)
+                hn = h + K * dz
+                Pn = max((1.0 - K) * P, min_var_m2)
             hn32 = np.float32(hn)
             if not abs(np.float64(hn32) - np.float64(greported[r, c])) <= change_tol_m:
                 greported[r, c] = hn32
@@ -330,6 +387,7 @@ def _fuse_heights(lh, lv, r0, c0, gh, gv, gstamp, greported, stamp, q, gate, max
     stats[0] = n_changed
     stats[1] = n_new
     stats[2] = n_fused
-    stats[3] = n_replaced
-    stats[4] = n_kept
+    stats[3] = n_inconsistent
+    stats[4] = n_replaced
     return OK
+
