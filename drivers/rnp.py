@@ -304,6 +304,7 @@ class RnpRover(Rover):
         self._recover_next_s = -math.inf
         self._recover_backoff = 0.05
         self._connected_once = False
+        self._reboot_seen = False
         self.info: Info | None = None
         # device state
         self._dev_faults = 0
@@ -675,11 +676,7 @@ class RnpRover(Rover):
         port = self.transport.current_url or self.name
         self._flush_next = True
         self._dev_seq = None
-        info = self._session(port, arm=self._armed, hello_for_s=self.connect_timeout_s if initial else 0.0)
-        if self._connected_once and info.watchdog_ms != self._watchdog_ms:
-            self.stats.reboots += 1
-            self._event("reboot", f"the board's watchdog reads {info.watchdog_ms} ms (set {self._watchdog_ms}): "
-                                  f"it rebooted while the link was down; reconfigured")
+        self._session(port, arm=self._armed, hello_for_s=self.connect_timeout_s if initial else 0.0)
         self._connected_once = True
         with self._state_lock:
             self._link_up = True
@@ -707,6 +704,13 @@ class RnpRover(Rover):
                                     f"({self.transport.baudrate}) and the firmware")
         self._check_info(info, port)
         self.info = info
+        if self._connected_once and info.watchdog_ms != self._watchdog_ms and not self._reboot_seen:
+            self.stats.reboots += 1
+            self._event("reboot", f"the board's watchdog reads {info.watchdog_ms} ms (set {self._watchdog_ms}): "
+                                  f"it rebooted (or another program reconfigured it); reconfiguring")
+            log.warning("%s: the board lost its watchdog setting (reads %d ms): it rebooted; reconfiguring",
+                        self.name, info.watchdog_ms)
+        self._reboot_seen = False
         reply = self._request_retry(SetWatchdog(timeout_ms=self._watchdog_ms))
         if not isinstance(reply, Ack):
             self._session_failed(port, "SET_WATCHDOG", reply)
@@ -979,6 +983,7 @@ class RnpRover(Rover):
         if faults & RnpFault.REBOOTED and current:
             if not self._resync_reason:
                 self.stats.reboots += 1
+                self._reboot_seen = True
                 self._event("reboot", "TELEMETRY reports REBOOTED: the board lost its watchdog setting and session")
                 log.warning("%s: the board rebooted", self.name)
             self._resync_reason = "the board rebooted (REBOOTED in TELEMETRY)"

@@ -145,18 +145,19 @@ def _unknown_near(z, r, c, radius_cells):
 
 
 # ----------------------------------------------------------------------------- cheap pass
-@njit(_I64(_Z, _Z, _RU2, _F64, _F64, _F64, _F64, _F64, _F64, _F3, _RF2, _RF2, _RI, _RF, _F64, _I64,
+@njit(_I64(_Z, _Z, _RU2, _F64, _F64, _F64, _F64, _F64, _F64, _F3, _RF2, _RF2, _RI, _RF, _F64, _I64, _F64,
            types.boolean, _I64, _RF, _RF, _RF, _F64, _F64, _I, _F, _F, _F), **_OPTS)
 def _score_candidates(cost, z, reason, ox, oy, cell, px, py, pyaw, cand_xyt, cand_s, cand_w, cand_n, lateral,
-                      side_cost, unknown_radius_cells, escape, margin_flag, ctg_end, extra, heading_term, w_cost,
-                      w_ctg, out_status, out_block_s, out_cost, out_score):
+                      side_cost, unknown_radius_cells, edge_cells, escape, margin_flag, ctg_end, extra,
+                      heading_term, w_cost, w_ctg, out_status, out_block_s, out_cost, out_score):
     """Cost integral along each candidate's swept footprint and its score, for all candidates.
 
     At every sample the footprint cost is the mean, over the body-frame lateral offsets
     ``lateral`` (the centre and the wheel tracks), of the cell cost under that point; a lateral
     point on a lethal cell or off the grid counts ``side_cost``. A lethal (or off-grid) cell under
     the *centre* blocks the candidate (the cost grid is the configuration space: lethal cells are
-    inflated by the rover's half width). With ``escape`` (the rover starts inside the inflation
+    inflated by the rover's half width), and so does a centre within ``edge_cells`` of the grid's edge
+    (``OFF_MAP``: what lies beyond is unknown, as if inflated). With ``escape`` (the rover starts inside the inflation
     margin) a candidate may cross cells whose ``reason`` is exactly ``margin_flag`` (lethal only by
     inflation) until its centre first reaches a finite cell.
     ``out_cost = Σ w_i · footprint cost_i`` (cost·m) and, for free candidates,
@@ -186,7 +187,8 @@ def _score_candidates(cost, z, reason, ox, oy, cell, px, py, pyaw, cand_xyt, can
             st = math.sin(pyaw + th)
             gx = (wx - ox) / cell
             gy = (wy - oy) / cell
-            if not (gx >= 0.0 and gx < cols and gy >= 0.0 and gy < rows):
+            if not (gx >= edge_cells and gx <= cols - edge_cells and gy >= edge_cells and gy <= rows - edge_cells
+                    and gx < cols and gy < rows):
                 status = OFF_MAP
                 block_s = cand_s[i, j]
                 break

@@ -29,7 +29,8 @@ Cheap pass (all candidates, one Numba kernel)
 The cost grid is the configuration space: its lethal cells are already inflated by the rover's
 half width (:func:`nav.traversability`), so a candidate is **blocked** when its centre line
 touches a lethal cell (``blocked_unknown`` when unknown terrain lies within the inflation
-radius of that cell, ``off_map`` when it leaves the grid). A rover that finds itself inside the
+radius of that cell, ``off_map`` when it comes within the inflation radius of the grid's edge:
+beyond it is unknown). A rover that finds itself inside the
 inflation margin (its cell lethal only by inflation, ``LETHAL_INFLATED`` in a :class:`CostMap`) may
 leave it: candidates cross such cells until their centre line first reaches a finite cell (a
 rover in a cell lethal in its own right gets ``start_in_hazard``). Otherwise its cost is the integral
@@ -670,7 +671,7 @@ class ArcPlanner:
                 raise ValueError(f"cost_to_go grid has shape {a.shape}: must match the terrain's {tm.shape} "
                                  f"(or pass a CostToGo for another grid)")
             ctg = CostToGo(a, tm.cell_size_m, tm.origin_xy_m).at
-        unknown_cells = int(math.ceil(infl / tm.cell_size_m - 1e-9))
+        unknown_cells = (int(math.ceil(infl / tm.cell_size_m - 1e-9)), infl / tm.cell_size_m)
         return (x, y, yaw, tm, np.ascontiguousarray(cost_a, dtype=np.float32),
                 np.ascontiguousarray(reason, dtype=np.uint8), ctg, unknown_cells)
 
@@ -721,10 +722,11 @@ class ArcPlanner:
         score = np.empty(n)
         ox, oy = tm.origin_xy_m
         lateral = self._body.lateral
+        unknown_cells, edge_cells = unknown_cells
         r, c = (int(v) for v in tm.world_to_cell((x, y)))
         escape = bool(not cost_a[r, c] < np.inf and reason[r, c] == LETHAL_INFLATED)
         K._score_candidates(cost_a, tm.elevation_m, reason, ox, oy, tm.cell_size_m, x, y, yaw, C.xyt, C.s_m,
-                            C.weight_m, C.n_samples, lateral, p.side_hazard_cost, unknown_cells, escape,
+                            C.weight_m, C.n_samples, lateral, p.side_hazard_cost, unknown_cells, edge_cells, escape,
                             LETHAL_INFLATED,
                             np.ascontiguousarray(ctg_end), penalty, heading, p.cost_weight, p.cost_to_go_weight,
                             status, block, cost_int, score)

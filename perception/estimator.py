@@ -83,6 +83,10 @@ _BA = slice(9, 12)
 _K = 12
 _N_CORE = 13
 _E3 = np.array([0.0, 0.0, 1.0])
+_I3 = np.eye(3)
+_I3.setflags(write=False)
+_EYE13 = np.eye(_N_CORE)
+_EYE13.setflags(write=False)
 
 
 # ----------------------------------------------------------------------------- SO(3) helpers
@@ -91,8 +95,12 @@ def _skew(v) -> np.ndarray:
     return np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
 
 
+def _cross(a, b) -> np.ndarray:
+    return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]])
+
+
 def _exp_so3(phi) -> np.ndarray:
-    """Rotation matrix of a rotation vector (Rodrigues; series near 0)."""
+    """Rotation matrix of a rotation vector (Rodrigues; series near 0), written out in scalars."""
     x, y, z = float(phi[0]), float(phi[1]), float(phi[2])
     th2 = x * x + y * y + z * z
     if th2 < 1e-12:
@@ -100,8 +108,10 @@ def _exp_so3(phi) -> np.ndarray:
     else:
         th = math.sqrt(th2)
         a, b = math.sin(th) / th, (1.0 - math.cos(th)) / th2
-    K = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
-    return np.eye(3) + a * K + b * (K @ K)
+    bxy, bxz, byz = b * x * y, b * x * z, b * y * z
+    return np.array([[1.0 - b * (y * y + z * z), bxy - a * z, bxz + a * y],
+                     [bxy + a * z, 1.0 - b * (x * x + z * z), byz - a * x],
+                     [bxz - a * y, byz + a * x, 1.0 - b * (x * x + y * y)]])
 
 
 def _log_so3(R) -> np.ndarray:
@@ -127,9 +137,9 @@ def _jr(phi) -> np.ndarray:
     th2 = float(phi @ phi)
     K = _skew(phi)
     if th2 < 1e-10:
-        return np.eye(3) - 0.5 * K + (K @ K) / 6.0
+        return _I3 - 0.5 * K + (K @ K) / 6.0
     th = math.sqrt(th2)
-    return np.eye(3) - ((1.0 - math.cos(th)) / th2) * K + ((th - math.sin(th)) / (th2 * th)) * (K @ K)
+    return _I3 - ((1.0 - math.cos(th)) / th2) * K + ((th - math.sin(th)) / (th2 * th)) * (K @ K)
 
 
 def _jr_inv(phi) -> np.ndarray:
@@ -137,9 +147,9 @@ def _jr_inv(phi) -> np.ndarray:
     th2 = float(phi @ phi)
     K = _skew(phi)
     if th2 < 1e-10:
-        return np.eye(3) + 0.5 * K + (K @ K) / 12.0
+        return _I3 + 0.5 * K + (K @ K) / 12.0
     th = math.sqrt(th2)
-    return np.eye(3) + 0.5 * K + (1.0 / th2 - (1.0 + math.cos(th)) / (2.0 * th * math.sin(th))) * (K @ K)
+    return _I3 + 0.5 * K + (1.0 / th2 - (1.0 + math.cos(th)) / (2.0 * th * math.sin(th))) * (K @ K)
 
 
 def _yaw_of(R) -> float:
@@ -415,7 +425,7 @@ def _process(R0, p0, bg, k, wm, dt, gyro, pr):
     Mh = _exp_so3(0.5 * phi)
     dpb = Mh @ (k * u) * dt                  # body-frame displacement over the interval (midpoint attitude)
     RM = R0 @ Mh
-    F = np.eye(_N_CORE)
+    F = _EYE13.copy()
     F[_TH, _TH] = Rinc.T
     F[_P, _TH] = -R0 @ _skew(dpb)
     F[_P, _K] = RM @ u * dt
@@ -423,15 +433,19 @@ def _process(R0, p0, bg, k, wm, dt, gyro, pr):
     if gyro is not None:
         F[_TH, _BG] = -_jr(phi) * dt
         F[_P, _BG] = RM @ _skew(k * u * dt) @ _jr(0.5 * phi) * (0.5 * dt)
-        Q[_TH, _TH] = np.eye(3) * (pr.gyro_noise_rad_per_sqrt_s ** 2 * dt)
+        qth = pr.gyro_noise_rad_per_sqrt_s ** 2 * dt
     else:
         q = pr.wheel_yaw_rad_per_sqrt_m ** 2 * ds + pr.wheel_turn_rad_per_sqrt_rad ** 2 * abs(phi[2])
-        Q[_TH, _TH] = np.eye(3) * max(q, 1e-12 * dt)
+        qth = max(q, 1e-12 * dt)
     qb = np.array([pr.wheel_along_m_per_sqrt_m, pr.wheel_across_m_per_sqrt_m,
                    pr.wheel_vertical_m_per_sqrt_m]) ** 2 * ds
     Q[_P, _P] = (RM * qb) @ RM.T
-    Q[_BG, _BG] = np.eye(3) * (pr.gyro_bias_walk_radps_per_sqrt_s ** 2 * dt)
-    Q[_BA, _BA] = np.eye(3) * (pr.accel_bias_walk_mps2_per_sqrt_s ** 2 * dt)
+    qbg = pr.gyro_bias_walk_radps_per_sqrt_s ** 2 * dt
+    qba = pr.accel_bias_walk_mps2_per_sqrt_s ** 2 * dt
+    for i in range(3):
+        Q[i, i] = qth
+        Q[6 + i, 6 + i] = qbg
+        Q[9 + i, 9 + i] = qba
     Q[_K, _K] = pr.slip_walk_per_sqrt_m ** 2 * ds
     return R0 @ Rinc, p0 + R0 @ dpb, F, Q, ds
 
@@ -672,7 +686,7 @@ class RoverEKF:
             if gyro is not None and self.params.zero_rate_update and self._stationary_since(t_prev):
                 r = self._bg - gyro
                 var = self.params.gyro_noise_rad_per_sqrt_s ** 2 / dt + self.params.zero_rate_sigma_radps ** 2
-                self._update("zero_rate", r, [(6, np.eye(3))], np.eye(3) * var)
+                self._update("zero_rate", r, [(6, _I3)], _I3 * var)
         if acc is None:
             return None
         return self._update_accel(acc, gyro)
@@ -727,7 +741,8 @@ class RoverEKF:
             L = np.linalg.cholesky(S)
         except np.linalg.LinAlgError:
             return self._record(name, FilterUpdate(False, math.nan, m, "innovation covariance not positive definite"))
-        y = np.linalg.solve(L, r)
+        Linv = np.linalg.inv(L)               # m <= 6: explicit inverse of the triangular factor is cheapest
+        y = Linv @ r
         nis = float(y @ y)
         st = self._stats[name]
         st.count += 1
@@ -737,11 +752,11 @@ class RoverEKF:
         gate = self._gate[name]
         if gate is not None and nis > gate:
             return self._record(name, FilterUpdate(False, nis, m, f"NIS {nis:.1f} > gate {gate:.1f}"))
-        Sinv = np.linalg.inv(S)
-        K = PHt @ Sinv
+        K = PHt @ (Linv.T @ Linv)
         dx = -K @ r
-        IKH = np.eye(n) - K @ H
-        P = IKH @ P @ IKH.T + K @ Rm @ K.T
+        # Joseph form (I - K H) P (I - K H)^T + K Rm K^T, expanded so it costs n^2 m instead of n^3
+        KAt = K @ PHt.T
+        P = P - KAt - KAt.T + K @ S @ K.T
         self._P = 0.5 * (P + P.T)
         self._inject(dx)
         return FilterUpdate(True, nis, m)
@@ -771,11 +786,11 @@ class RoverEKF:
         v = self._wheel_at(self._t)
         vb = np.array([self._k * v[0], self._k * v[1], 0.0])
         ab = self._wheel_accel()
-        a_dyn = np.array([self._k * ab[0], self._k * ab[1], 0.0]) + np.cross(w, vb)
+        a_dyn = np.array([self._k * ab[0], self._k * ab[1], 0.0]) + _cross(w, vb)
         g_b = self._R.T @ (pr.gravity_mps2 * _E3)
         r = g_b + a_dyn + self._ba - f_meas
-        Rm = np.eye(3) * pr.accel_noise_mps2 ** 2
-        return self._update("accel", r, [(0, _skew(g_b)), (9, np.eye(3))], Rm)
+        Rm = _I3 * pr.accel_noise_mps2 ** 2
+        return self._update("accel", r, [(0, _skew(g_b)), (9, _I3)], Rm)
 
     # ------------------------------------------------------------------ heading
     def update_heading(self, t_s: float, yaw_rad: float, sigma_rad: float) -> FilterUpdate:
@@ -811,9 +826,14 @@ class RoverEKF:
         refer to it. Call it when a frame is captured (after :meth:`predict` to the frame time; a frame
         slightly ahead of the filter is propagated to with the last gyro and wheel inputs).
         :meth:`update_vo` calls it for its frame, so explicit calls are needed only when VO results
-        arrive late or a VO reference may be a frame VO never reported on. Returns the clone's index.
+        arrive late or a VO reference may be a frame VO never reported on. ``keyframe`` protects the
+        pose from pruning until a newer keyframe comes. Returns the clone's index.
         """
-        t = _finite(t_s, "t_s")
+        self._add_clone(_finite(t_s, "t_s"), keyframe)
+        self._prune()
+        return self._find_clone(float(t_s))
+
+    def _add_clone(self, t: float, keyframe: bool) -> int:
         i = self._find_clone(t)
         if i >= 0:
             self._clones[i].keyframe |= bool(keyframe)
@@ -823,7 +843,6 @@ class RoverEKF:
                              f"for that time; mark frames as they are captured (mark_frame), before predicting past "
                              f"them")
         self._advance_to(t, "mark_frame")
-        self._prune(room_for=1)
         n = self._P.shape[0]
         P = np.zeros((n + 6, n + 6))
         P[:n, :n] = self._P
@@ -840,10 +859,9 @@ class RoverEKF:
         self._P = self._P[np.ix_(keep, keep)]
         del self._clones[i]
 
-    def _prune(self, room_for: int = 0) -> None:
+    def _prune(self) -> None:
         """Drop the oldest clones beyond ``max_clones`` (keeping the newest keyframe and the newest frame)."""
-        limit = self.params.max_clones - room_for
-        while len(self._clones) > limit:
+        while len(self._clones) > self.params.max_clones:
             kf = [i for i, c in enumerate(self._clones) if c.keyframe]
             protect = {len(self._clones) - 1} | ({kf[-1]} if kf else set())
             victims = [i for i in range(len(self._clones)) if i not in protect]
@@ -870,7 +888,13 @@ class RoverEKF:
         t = _finite(getattr(result, "t_s", None), "result.t_s")
         ok = bool(result)
         is_kf = bool(getattr(result, "keyframe", False)) if ok else False
-        ic = self.mark_frame(t, keyframe=is_kf)
+        ic = self._add_clone(t, is_kf)
+        try:
+            return self._apply_vo(result, ok, t, ic)
+        finally:
+            self._prune()          # after the update, so the reference it needed was still there
+
+    def _apply_vo(self, result, ok: bool, t: float, ic: int) -> FilterUpdate:
         st = self._stats["vo"]
         if not ok:
             st.failures += 1

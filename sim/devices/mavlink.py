@@ -445,7 +445,7 @@ class VirtualArduRover:
                 self._ack(replies, fr, cmd, MavResult.DENIED)
                 return
             self._ack(replies, fr, cmd, MavResult.ACCEPTED)
-            replies.append(self._frame(d.name, self._content(d.name, t)))
+            replies.append(self._frame(d.name, self._content(d.name, t, bad=self._bad())))
         elif cmd == MavCmd.PREFLIGHT_REBOOT_SHUTDOWN and int(p1) == 1:
             if self.armed:
                 self._ack(replies, fr, cmd, MavResult.DENIED)

@@ -65,10 +65,10 @@ def _cell(terrain, x, y):
     return int(gy), int(gx)
 
 
-def ref_scores(planner, pose, terrain, cost, ctg, unknown_cells, prev_curvature=None, reason=None):
+def ref_scores(planner, pose, terrain, cost, ctg, unknown_cells, edge_m, prev_curvature=None, reason=None):
     """The cheap pass of :class:`nav.local_planner.ArcPlanner`, written out.
 
-    ``ctg(x, y) -> float``; ``reason`` the cost map's lethal flags (none: a bare cost grid).
+    ``ctg(x, y) -> float``; ``edge_m`` the margin along the map's edge; ``reason`` the cost map's lethal flags (none: a bare cost grid).
     Returns ``(status, score, cost_integral, block_s)`` lists with the status names of
     ``nav.local_planner.STATUS_NAMES``.
     """
@@ -93,7 +93,9 @@ def ref_scores(planner, pose, terrain, cost, ctg, unknown_cells, prev_curvature=
             th = yaw0 + bth
             s = float(C.s_m[i, j])
             rc = _cell(terrain, wx, wy)
-            if rc is None:
+            e = edge_m
+            x_lo, x_hi, y_lo, y_hi = terrain.extent_m
+            if rc is None or not (x_lo + e <= wx <= x_hi - e and y_lo + e <= wy <= y_hi - e):
                 status, block = "off_map", s
                 break
             if np.isfinite(cost[rc]):

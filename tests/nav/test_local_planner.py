@@ -187,7 +187,8 @@ def test_cheap_scores_match_the_reference(prof):
         pose = (1.5, 3.0, 0.35)
         sc = pl.score(pose, tm, costmap, ctg, prev_curvature_per_m=prev)
         status, score, cost, block = ref_scores(pl, pose, tm, cost_a, lambda x, y: field_at(
-            ctg.values, ctg.cell_size_m, ctg.origin_xy_m, x, y), unknown_cells, prev, reason)
+            ctg.values, ctg.cell_size_m, ctg.origin_xy_m, x, y), unknown_cells, cm.limits["inflation_radius_m"],
+            prev, reason)
         assert [STATUS_NAMES[s] for s in sc.status] == status
         np.testing.assert_allclose(sc.score, score, rtol=1e-9)
         np.testing.assert_allclose(sc.cost, cost, rtol=1e-9)
