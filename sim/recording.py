@@ -119,13 +119,14 @@ def record_traverse(world: World, profile="osr", waypoints=None, *, speed_mps: f
                     control_hz: float = 10.0, frame_every_m: float | None = 0.15,
                     frame_every_s: float | None = None, lookahead_m: float = 0.8, goal_tol_m: float = 0.15,
                     max_time_s: float | None = None, render: bool = True, noise: bool = True,
-                    name: str = "rec", progress=None) -> Recording:
+                    stand_s: float = 0.0, name: str = "rec", progress=None) -> Recording:
     """Drive ``waypoints`` (``(N, 2)``, the first is the start) and record.
 
     The rover starts at ``waypoints[0]`` facing ``waypoints[1]``. Frames are rendered when the rover has
     travelled ``frame_every_m`` since the last frame, or ``frame_every_s`` has passed (whichever is given;
     both may be), plus one at the start and one at the end. ``render=False`` records telemetry and truth
     only. ``max_time_s`` defaults to three times the course length at ``speed_mps``.
+    ``stand_s`` seconds of standstill (telemetry recorded) before driving let a filter calibrate the gyro.
     ``progress(i_frame, truth)`` is called after each frame. Recording ends early (``reached`` False) when
     the rover makes no progress for 5 s (high-centred, blocked, tipped); generate the terrain with
     :func:`clear_zones_along` the course to keep rocks and craters off it.
@@ -169,6 +170,11 @@ def record_traverse(world: World, profile="osr", waypoints=None, *, speed_mps: f
         tr = rover.truth()
         rec.truth.append(tr)
         snap()
+        for _ in range(int(round(max(0.0, float(stand_s)) * control_hz))):
+            world.clock.sleep(dt)
+            rec.telemetry.append(rover.read_telemetry())
+            tr = rover.truth()
+            rec.truth.append(tr)
         last_d, last_t = tr.distance_m, tr.t_s
         s_along = 0.0
         t0 = world.time_s
