@@ -21,6 +21,8 @@ run "Cold start of rover plan" python benchmarks/bench_cold_start.py
 run "Rover physics (RoverModel)" python benchmarks/bench_physics.py
 run "Simulated traverse through the Rover interface (SimRover)" python benchmarks/bench_sim.py
 run "Stereo camera rendering" env NUMBA_NUM_THREADS=1 python benchmarks/bench_render.py
+run "Stereo terrain mapping" env NUMBA_NUM_THREADS=1 python benchmarks/bench_stereo_map.py
+run "State estimator: wheels vs IMU vs VO, slip" python benchmarks/bench_estimator.py
 run "Serial drivers: RoboClaw bus over a pty" python benchmarks/bench_drivers.py
 marker="<!-- generated below by benchmarks/run_all.sh -->"
 head_part=$(mktemp)

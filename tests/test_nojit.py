@@ -66,6 +66,16 @@ f = StereoRenderer(w, cam).render(T_world_body(1.0, 2.0, float(w.terrain.height_
 out["camera_left"], out["camera_right"] = f.left.astype(np.float64), f.right.astype(np.float64)
 out["camera_depth"] = np.where(np.isfinite(f.depth_m), f.depth_m, -1.0)
 out["camera_lit"] = shadow_map(w)
+from perception.stereo_map import GlobalMap, StereoMapper, rasterize
+sm = StereoMapper.from_camera(cam)
+g = GlobalMap(w.terrain.shape, 0.1)
+pts = sm.points_from_depth(f.depth_m)
+up1 = g.merge(sm.local_map(pts, f.T_world_left, grid=g), stamp=0.0)
+up2 = g.merge(sm.local_map(pts, f.T_world_left @ T_world_body(0.05, 0.0, 0.02, 0.01, 0.0, 0.0), grid=g), stamp=1.0)
+out["stereo_map_height"], out["stereo_map_var"] = g.height_m, g.var_m2
+out["stereo_map_changed"] = np.r_[up1.rows, up1.cols, up2.rows, up2.cols].astype(np.float64)
+lm = rasterize(rng.normal(0, 0.3, (300, 3)), rng.uniform(1e-5, 1e-2, 300), cell_size_m=0.1)
+out["stereo_map_raster"], out["stereo_map_raster_var"] = lm.height_m, lm.var_m2
 np.savez(sys.argv[1], **out)
 '''
 
