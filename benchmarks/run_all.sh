@@ -15,6 +15,7 @@ run() {  # title, command...
 }
 run "Planners vs pyastar2d and scikit-image; D* Lite replanning" python benchmarks/bench_planners.py
 run "Field D* vs A*" python benchmarks/bench_field_dstar.py
+run "Local arc planner: cheap pass and body check vs numpy" python benchmarks/bench_local_planner.py
 run "Traversability vs numpy/scipy and the memory-bandwidth floor" python benchmarks/bench_traversability.py
 run "DEM loading and resampling" python benchmarks/bench_dem_io.py
 run "Cold start of rover plan" python benchmarks/bench_cold_start.py

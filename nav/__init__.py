@@ -5,12 +5,15 @@ Public API::
     TerrainMap, load_dem                  terrain grids and DEM files
     traversability, CostMap               GESTALT-style hazard analysis
     plan, plan_grid, Path, DStarLite      planners (astar, dijkstra, field_dstar, dstar_lite)
+    ArcPlanner, CostToGo, PurePursuit     local arcs + body check, path following
     RoverProfile, Planet, load_rover, load_planet
 """
 from __future__ import annotations
 
 from .config import Planet, RoverProfile, load_planet, load_rover
 from .costmap import CostMap
+from .follow import FollowCommand, PurePursuit
+from .local_planner import ArcParams, ArcPlanner, CostToGo, LocalPlan, LocalPlanFailure
 from .errors import (ConfigError, DEMError, GoalInHazard, GoalOutsideMap, NavError, NoPathFound,
                      PlanningCancelled, PlanningError, PlanningTimedOut, StartInHazard, StartOutsideMap)
 from .path import Path
@@ -22,7 +25,8 @@ from .traversability import traversability
 
 __all__ = [
     "TerrainMap", "load_dem", "traversability", "CostMap", "plan", "plan_grid", "PLANNERS", "Path",
-    "DStarLite", "RoverProfile", "Planet", "load_rover", "load_planet",
+    "DStarLite", "ArcPlanner", "ArcParams", "CostToGo", "LocalPlan", "LocalPlanFailure", "PurePursuit",
+    "FollowCommand", "RoverProfile", "Planet", "load_rover", "load_planet",
     "NavError", "DEMError", "ConfigError", "PlanningError", "StartOutsideMap", "GoalOutsideMap",
     "StartInHazard", "GoalInHazard", "NoPathFound", "PlanningTimedOut", "PlanningCancelled",
 ]

@@ -76,6 +76,24 @@ out["stereo_map_height"], out["stereo_map_var"] = g.height_m, g.var_m2
 out["stereo_map_changed"] = np.r_[up1.rows, up1.cols, up2.rows, up2.cols].astype(np.float64)
 lm = rasterize(rng.normal(0, 0.3, (300, 3)), rng.uniform(1e-5, 1e-2, 300), cell_size_m=0.1)
 out["stereo_map_raster"], out["stereo_map_raster_var"] = lm.height_m, lm.var_m2
+from nav.local_planner import ArcParams, ArcPlanner, CostToGo
+lp_gen = generate_terrain("mars", size_m=4.0, cell_size_m=0.1, seed=5, clear_zones=[(1.0, 2.0, 0.5), (3.4, 2.0, 0.3)],
+                          relief_rms_m=0.03)
+lp_tm = lp_gen.terrain.with_elevation(np.where(np.arange(40)[None, :] > 36, np.nan, lp_gen.terrain.elevation_m))
+for name in ("osr", "skidsteer"):
+    prof = nav.load_rover(name)
+    cm = nav.traversability(lp_tm, prof, unknown="penalty")
+    ctg = CostToGo.from_costmap(cm, (3.4, 2.0))
+    pl = ArcPlanner(prof, ArcParams(lengths_m=(0.5, 1.5), n_curvatures=5, n_curvatures_second=3,
+                                    point_turns_deg=(90.0,), n_curvatures_after_turn=3))
+    sc = pl.score((1.0, 2.0, 0.3), lp_tm, cm, ctg)
+    out["lp_score_" + name] = np.r_[sc.status, np.where(np.isfinite(sc.score), sc.score, -1.0),
+                                   np.where(np.isfinite(sc.block_s_m), sc.block_s_m, -1.0)]
+    chk = pl.check((1.0, 2.0, 0.3), lp_tm, np.arange(len(pl.candidates)))
+    out["lp_check_" + name] = np.where(np.isfinite(chk), chk, -1.0)
+    bp = pl.settle(lp_tm, [(1.0, 2.0, 0.3, 0.0), (2.0, 1.5, -1.0, 0.5), (3.9, 2.0, 0.0, 0.0)])
+    out["lp_settle_" + name] = np.nan_to_num(np.stack(bp[:8]), nan=-9.0)
+    out["lp_ctg_" + name] = np.nan_to_num(ctg.at(np.array([[0.05, 0.05], [2.2, 1.7], [5.0, 1.0]])), posinf=-1.0)
 np.savez(sys.argv[1], **out)
 '''
 
