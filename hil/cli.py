@@ -7,6 +7,8 @@ Subcommands::
 
     rover sim-device --protocol roboclaw [--rover osr] [--seed N] [--baud B] [--link PATH]
                  serve a virtual device on a pseudo-terminal until Ctrl-C
+    rover drive  --port URL --protocol roboclaw|rnp|mavlink [--rover R] [--yes] [--script F] [--duration S]
+                 keyboard teleop with live telemetry, for the bench
 
 Exit status: 0 success, 1 the plan failed (no path, hazard, timeout — explained in a
 sentence), 2 bad input (unknown rover, malformed YAML or DEM, bad arguments).
@@ -215,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 #: Modules adding subcommands; each defines ``register(subparsers)`` and keeps its heavy imports inside
 #: its command function, so ``rover --help`` stays fast. Errors: raise ``CliError`` (exit 2, one sentence)
 #: or return an exit status.
-_COMMAND_MODULES = ("hil.cmd_sim_device",)
+_COMMAND_MODULES = ("hil.cmd_sim_device", "hil.cmd_drive")
 
 
 def main(argv=None) -> int:
