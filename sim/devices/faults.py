@@ -394,7 +394,9 @@ class VirtualLink:
     Parameters
     ----------
     device
-        Has ``receive(data: bytes, t_s: float) -> list[bytes]`` (reply frames, possibly none).
+        Has ``receive(data: bytes, t_s: float) -> list[bytes]`` (reply frames, possibly none); a device that
+        also sends unasked (MAVLink streams) has ``emit(t_s) -> [(t_sent, bytes)]`` (frames sent up to
+        ``t_s``) and ``next_emit_s() -> float``.
     clock : Clock
         Time base of the link (stamps, wire time, fault windows).
     injector : FaultInjector, optional
@@ -449,11 +451,19 @@ class VirtualLink:
             while self._rx and self._rx[0][0] <= t:
                 td, _, c = heapq.heappop(self._rx)
                 for reply in self.device.receive(c, td):
-                    start = max(td, self._tx_busy_until)
-                    end = start + self.wire_s(len(reply))
-                    self._tx_busy_until = end
-                    for ta, rb in (inj.process(reply, end, "to_host") if inj else [(end, reply)]):
-                        heapq.heappush(self._tx, (ta, next(self._seq), rb))
+                    self._to_host(reply, td)
+            emit = getattr(self.device, "emit", None)          # a device that also talks unasked (MAVLink)
+            if callable(emit):
+                for te, frame in emit(t):
+                    self._to_host(frame, te)
+
+    def _to_host(self, frame: bytes, t_sent: float) -> None:
+        start = max(t_sent, self._tx_busy_until)
+        end = start + self.wire_s(len(frame))
+        self._tx_busy_until = end
+        inj = self.injector
+        for ta, rb in (inj.process(frame, end, "to_host") if inj else [(end, frame)]):
+            heapq.heappush(self._tx, (ta, next(self._seq), rb))
 
     def host_read(self, n: int, t: float | None = None) -> bytes:
         """Up to ``n`` bytes that reached the host by ``t``."""
@@ -494,6 +504,9 @@ class VirtualLink:
                 best = min(best, self._tx[0][0])
             if self.injector is not None:
                 best = min(best, self.injector.next_event_s(self.clock.now()))
+            nxt = getattr(self.device, "next_emit_s", None)
+            if callable(nxt):
+                best = min(best, nxt())
             return best
 
     def reset(self) -> None:

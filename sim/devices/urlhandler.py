@@ -331,6 +331,7 @@ class SimSerial(SerialBase):
         timeout = 1.0 if timeout is None else float(timeout)
         deadline = clock.now() + timeout
         if e.mode == "step":
+            min_sleep = 1e-6
             while len(out) < size:
                 now = clock.now()
                 if now >= deadline:
@@ -338,7 +339,10 @@ class SimSerial(SerialBase):
                 nxt = link.next_event_s()
                 if nxt <= now:
                     nxt = now + 1e-4
-                clock.sleep(max(min(deadline, nxt) - now, 1e-6))
+                clock.sleep(max(min(deadline, nxt) - now, min_sleep))
+                # a simulated clock moves in whole physics steps: a sleep that did not move it (an event or the
+                # deadline a float rounding past a step) doubles until it does, instead of 1 us at a time
+                min_sleep = min(min_sleep * 2.0, 1.0) if clock.now() == now else 1e-6
                 self._live()
                 out += link.host_read(size - len(out), clock.now())
         else:
