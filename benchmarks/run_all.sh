@@ -26,6 +26,7 @@ run "Stereo terrain mapping" env NUMBA_NUM_THREADS=1 python benchmarks/bench_ste
 run "State estimator: wheels vs IMU vs VO, slip" python benchmarks/bench_estimator.py
 run "Traverse log: MCAP (hil.mcaplog) vs JSON lines" python benchmarks/bench_mcaplog.py
 run "Serial drivers: RoboClaw bus over a pty" python benchmarks/bench_drivers.py
+run "Serial drivers: RNP (our Arduino protocol) over a pty" python benchmarks/bench_drivers_rnp.py
 run "Serial drivers: MAVLink to an ArduPilot rover over a pty" python benchmarks/bench_drivers_mavlink.py
 marker="<!-- generated below by benchmarks/run_all.sh -->"
 head_part=$(mktemp)

@@ -525,6 +525,123 @@ def test_c_core_matches_reference_model(lib):
     assert steps == 60 * 150
 
 
+# ----------------------------------------------------------------------------- differential vs the virtual device
+def _random_steps(rng, nw, vmax, t, n_steps):
+    """(kind, args, t) steps shared by the C core and a Python model: ticks, sensor updates, hardware
+    e-stops and host byte streams (valid, bad content, corrupted, noise), with times that cross deadlines."""
+    for _ in range(n_steps):
+        t = (t + rng.choice([0, 1, 10, 49, 50, 51, 199, 200, 201, 299, 300, 301, 499, 500, 2000])) & 0xFFFFFFFF
+        act = rng.random()
+        if act < 0.1:
+            yield "tick", None, t
+        elif act < 0.15:
+            yield "sensors", ([rng.randint(-2**31, 2**31 - 1) for _ in range(nw)],
+                              [rng.randint(-2**31, 2**31 - 1) for _ in range(nw)],
+                              [rng.randint(-32768, 32767) for _ in range(nw)], rng.getrandbits(16),
+                              rng.getrandbits(16)), t
+        elif act < 0.16:
+            yield "estop", None, t
+        else:
+            data = _random_host_bytes(rng, nw, min(vmax, 10**6))
+            yield "bytes", (data, rng.randrange(len(data) + 1) if rng.random() < 0.3 else None), t
+
+
+def test_c_core_matches_the_virtual_devices_firmware(lib):
+    """sim.devices.rnp.RnpFirmware (what the virtual device runs) against the compiled C core: the same byte
+    streams, ticks, sensor values and e-stops give byte-identical replies and identical states."""
+    from sim.devices.rnp import RnpFirmware
+
+    rng = random.Random(11)
+    for trial in range(60):
+        nw = rng.randint(1, MAX_WHEELS)
+        vmax = rng.choice([100, 5000, 2**31 - 1])
+        t = rng.choice([0, 5000, 0xFFFFF000])
+        caps, cpr, fw = rng.getrandbits(4), rng.getrandbits(32), (1, 0, trial)
+        c = CDevice(lib, n_wheels=nw, counts_per_rev=cpr, max_speed_cps=vmax, capabilities=caps, fw=fw, now_ms=t)
+        py = RnpFirmware(n_wheels=nw, counts_per_rev=cpr, max_speed_cps=vmax, capabilities=caps, fw_version=fw,
+                         now_ms=t)
+        for kind, args, t in _random_steps(rng, nw, vmax, t, 150):
+            if kind == "tick":
+                c.tick(t)
+                py.tick(t)
+            elif kind == "sensors":
+                c.set_sensors(*args)
+                py.set_sensors(*args)
+            elif kind == "estop":
+                c.hw_estop()
+                py.estop()
+            else:
+                data, cut = args
+                if cut is None:
+                    got, want = c.rx_bytes(data, t), py.rx(data, t)
+                else:                                              # split across two calls, same time
+                    got = c.rx_bytes(data[:cut], t) + c.rx_bytes(data[cut:], t)
+                    want = py.rx(data[:cut], t) + py.rx(data[cut:], t)
+                assert got == want, f"trial {trial}: replies differ for {data.hex()}"
+            assert c.output() == py.targets()
+            assert (c.faults(), c.state()) == (py.faults(), py.state())
+
+
+def test_c_core_matches_the_virtual_device_end_to_end(lib):
+    """The whole virtual device (sim.devices.rnp.VirtualRnpDevice on a simulated skid-steer rover): every
+    chunk it receives goes to the C core too, with the sensor values the device sampled for it and the
+    device's millis(); the replies must be the same bytes. Times are whole device milliseconds."""
+    import numpy as np
+
+    import sim.devices as sd
+    from sim.devices.rnp import VirtualRnpDevice
+
+    w = sd.flat_world(size_m=10.0, cell_size_m=0.1, physics_dt_s=0.001)
+    dev = VirtualRnpDevice(sd.virtual_rover("skidsteer", world=w), millis0=0xFFFFFE00)   # crosses the wrap
+    core = dev.core
+    c = CDevice(lib, n_wheels=core.n, counts_per_rev=core.counts_per_rev, max_speed_cps=core.max_speed_cps,
+                capabilities=core.capabilities, fw=core.fw_version, now_ms=dev.millis(w.time_s))
+    rng = random.Random(12)
+    vmax = core.max_speed_cps
+    seq = 0
+
+    def host_frame(t, payload=b""):
+        nonlocal seq
+        seq = (seq + 1) & 0xFFFF
+        return encode_raw_frame(t, seq, payload)
+
+    session = [host_frame(1, b"\x01"), host_frame(3, struct.pack("<H", 300)), host_frame(6)]
+    replies = 0
+    for step in range(1500):
+        k = rng.random()
+        if step < len(session):
+            data = session[step]
+        elif k < 0.45:
+            data = host_frame(2, bytes([4]) + struct.pack("<4i", *(rng.randint(-vmax, vmax) for _ in range(4))))
+        elif k < 0.7:
+            data = host_frame(4)
+        elif k < 0.75:
+            data = host_frame(rng.choice([1, 6, 6, 7, 8]), b"\x01" if rng.random() < 0.5 else b"")
+        else:
+            data = _random_host_bytes(rng, 4, vmax)
+        w.advance(rng.choice([0.0, 0.001, 0.01, 0.05, 0.2, 0.31]))
+        if rng.random() < 0.02:
+            dev.press_estop(rng.random() < 0.5)
+        t_s = w.time_s
+        if dev.estop_input:                                        # the .ino's loop passes while time went by
+            c.hw_estop()
+        got = b"".join(dev.receive(data, t_s))
+        counts, speeds, currents, mv, hw = dev.last_sensors
+        c.set_sensors(counts, speeds, currents, mv, hw)
+        now = dev.millis(t_s)
+        want = c.rx_bytes(data, now)
+        if dev.estop_input:                                        # and the one right after the bytes
+            c.hw_estop()
+        c.tick(now)
+        assert got == want, f"step {step}: replies differ for {data.hex()}"
+        replies += bool(got)
+        moving, targets = c.output()
+        assert (moving, targets) == core.targets() and (c.faults(), c.state()) == (core.faults(), core.state())
+        expect = np.zeros(4) if not moving else np.asarray(targets) * 2 * np.pi / 1440
+        np.testing.assert_allclose(dev.targets_radps() if moving else np.zeros(4), expect)
+    assert replies > 800
+
+
 # ----------------------------------------------------------------------------- fuzzing
 def test_fuzz_c_receiver_replies_are_always_valid_frames(lib):
     rng = random.Random(6)

@@ -215,7 +215,7 @@ def bench(request, tmp_path):
     kind = request.param
     kw = getattr(request, "node").get_closest_marker("driver_kw")
     kw = dict(kw.kwargs) if kw else {}
-    if kind == "hil" and not ROVER_PORT:
+    if kind == "hil" and (not ROVER_PORT or os.environ.get("ROVER_PROTOCOL", "roboclaw") != "roboclaw"):
         pytest.skip("needs a real rover: set ROVER_PORT (e.g. /dev/serial/by-id/usb-...RoboClaw...) and "
                     "ROVER_PROFILE (default osr); put the rover on a stand")
     b = SimBench(**kw) if kind == "sim" else PtyBench(tmp_path, **kw) if kind == "pty" else RealBench(**kw)
