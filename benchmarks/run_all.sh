@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Re-run every side-by-side benchmark and rebuild BENCHMARKS.md from their Markdown output.
 #   pip install ".[bench]" && bash benchmarks/run_all.sh
-# Takes ~10 minutes on the 2-core reference machine; run it on an otherwise idle machine.
+# Takes ~25 minutes on the 2-core reference machine; run it on an otherwise idle machine.
+#   ONLY='Serial drivers|Stereo' bash benchmarks/run_all.sh   re-runs the benchmarks whose title matches the
+#   (extended) regex and keeps every other section as it is in BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=BENCHMARKS.md
@@ -10,8 +12,23 @@ n=0
 run() {  # title, command...
   local title=$1; shift
   n=$((n + 1))
+  local f="$tmp/$(printf %02d $n).md"
+  if [ -n "${ONLY:-}" ] && ! [[ "$title" =~ $ONLY ]]; then   # keep the recorded section
+    python - "$out" "$title" > "$f" <<'PY'
+import sys
+text = open(sys.argv[1], encoding="utf-8").read().split("<!-- generated below by benchmarks/run_all.sh -->", 1)[-1]
+head = "\n## " + sys.argv[2] + "\n\nCommand: `"
+i = text.find(head)
+if i < 0:
+    sys.exit(0)
+j = text.find("\nCommand: `", i + len(head))            # the next section's command line ...
+j = len(text) if j < 0 else text.rfind("\n## ", i + 1, j)   # ... is preceded by its title
+sys.stdout.write(text[i:j].rstrip("\n") + "\n")
+PY
+    return
+  fi
   echo "running $title: $*" >&2
-  { echo; echo "## $title"; echo; echo "Command: \`$*\`"; echo; "$@"; } > "$tmp/$(printf %02d $n).md"
+  { echo; echo "## $title"; echo; echo "Command: \`$*\`"; echo; "$@"; } > "$f"
 }
 run "Planners vs pyastar2d and scikit-image; D* Lite replanning" python benchmarks/bench_planners.py
 run "Field D* vs A*" python benchmarks/bench_field_dstar.py
@@ -42,6 +59,7 @@ fi
   echo "$(python -c 'import platform; print(platform.processor() or platform.machine())'), Python $(python -c 'import sys; print(sys.version.split()[0])'),"
   echo "numpy $(python -c 'import numpy; print(numpy.__version__)'), numba $(python -c 'import numba; print(numba.__version__)')."
   echo "Peers run on the same inputs in the same process, interleaved; figures are medians; ratios > 1 favour rovernav unless said otherwise."
+  if [ -n "${ONLY:-}" ]; then echo "Only the sections matching \`$ONLY\` were re-run on that date; the others are from earlier runs."; fi
   cat "$tmp"/*.md
 } > "$out"
 echo "wrote $out" >&2
