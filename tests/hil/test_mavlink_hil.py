@@ -37,7 +37,7 @@ import nav  # noqa: E402
 import sim.devices as sd  # noqa: E402
 from drivers import Fault  # noqa: E402
 from drivers.base import STOPPING_FAULTS  # noqa: E402
-from drivers.errors import DeviceTimeout, EStopActive, ModeRejected, NotArmed  # noqa: E402
+from drivers.errors import DeviceTimeout, EStopActive, LinkLost, ModeRejected, NotArmed  # noqa: E402
 from drivers.mavlink import MavlinkRover, load_dialect  # noqa: E402
 from drivers.transport import PortInUse, Transport  # noqa: E402
 from sim.devices.faults import (AckFault, BadContent, BitFlips, Disconnect, DropFrames, Latency,  # noqa: E402
@@ -592,7 +592,10 @@ def test_every_fault_in_real_time(bench):
         _guard(lambda: r.set_twist(*DRIVE))
         seen |= r.read_telemetry().faults
         if k == 8:
-            r.set_mode("GUIDED")                 # a command round trip under lost / wrong ACKs
+            try:                                 # a command round trip under lost / wrong ACKs: it may time out
+                r.set_mode("GUIDED")             # (3 tries, each ACK lost with p = 0.3 plus drops and bit flips),
+            except (DeviceTimeout, LinkLost):    # but only with the documented errors
+                pass
         k += 1
         time.sleep(0.05)
     assert Fault.PROTOCOL in seen, seen
@@ -600,6 +603,7 @@ def test_every_fault_in_real_time(bench):
     assert st.bad_crc > 0 and st.bad_content > 0
     assert b.wait_until(lambda: r.link_up, 2.0) is not None
     assert b.wait_until(b.moving, 1.5, cmd=DRIVE) is not None and threads_alive(b)
+    r.set_mode("GUIDED")                         # with the faults over, a command round trip succeeds
     b.run(0.05, cmd=DRIVE)
     n = len(st.watchdog_stop_s)
     assert b.wait_until(lambda: b.stopped() and len(st.watchdog_stop_s) > n, 1.0) is not None   # watchdog intact
