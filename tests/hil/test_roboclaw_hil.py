@@ -646,7 +646,7 @@ def test_every_stream_and_device_fault_in_real_time(bench):
              AckFault(mode="missing", prob=0.05, start_s=t0, end_s=t0 + 0.8),
              AckFault(mode="wrong", prob=0.1, start_s=t0 + 0.8, end_s=t0 + 1.6),
              UsbLatencyTimer(timer_s=0.016, start_s=t0 + 0.9, end_s=t0 + 1.1),
-             ErrorFlags(bits=int(StatusFlags.TEMPERATURE_WARNING), addr=0x80, start_s=t0, end_s=t0 + 1.6),
+             ErrorFlags(bits=int(StatusFlags.TEMPERATURE_WARNING), addr=0x80, start_s=t0, end_s=t0 + 4.0),
              EncoderFreeze(wheel="front_right", start_s=t0 + 0.05, end_s=t0 + 0.9),
              EncoderWrap(wheel="rear_left", start_s=t0 + 0.1), EncoderReset(addr=0x82, start_s=t0 + 1.0),
              Reboot(addr=0x81, start_s=t0 + 1.1), Stall(start_s=t0 + 1.3, end_s=t0 + 1.55))
@@ -656,7 +656,13 @@ def test_every_stream_and_device_fault_in_real_time(bench):
         r.set_twist(*DRIVE)
         seen |= r.read_telemetry().faults
         time.sleep(0.05)
-    assert (Fault.PROTOCOL | Fault.ENCODER_FAULT | Fault.OVERTEMP) in seen, seen
+    want = Fault.PROTOCOL | Fault.ENCODER_FAULT | Fault.OVERTEMP
+    end = time.monotonic() + 2.0      # under CPU load a lost link can delay the round-robin status poll
+    while want not in seen and time.monotonic() < end:
+        r.set_twist(*DRIVE)
+        seen |= r.read_telemetry().faults
+        time.sleep(0.05)
+    assert want in seen, seen
     st = r.stats
     assert st.timeouts > 0 and st.ack_errors + st.crc_errors + st.malformed + st.bad_content > 0
     assert st.reboots >= 1
