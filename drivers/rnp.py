@@ -81,7 +81,7 @@ from .errors import DeviceFault, DeviceTimeout, DriverError, LinkLost, ProtocolE
 from .kinematics import WheelLayout
 from .rnp_codec import (Ack, Arm, Capability, ContentError, Disarm, EStop, Heartbeat, Hello, Info, MsgType, Nack,
                         NackCode, RnpFault, SetWatchdog, SetWheels, Telemetry as RnpTelemetry)
-from .serial_rover import LinkStatsBase, PolledSerialRover, resolve_layout, sample_deque
+from .serial_rover import FAULT_HOLD_S, LinkStatsBase, PolledSerialRover, resolve_layout, sample_deque
 from .transport import DEFAULT_BAUDRATE, Transport
 
 __all__ = ["RnpRover", "open_rover", "check_channels", "RnpLinkStats"]
@@ -89,7 +89,6 @@ __all__ = ["RnpRover", "open_rover", "check_channels", "RnpLinkStats"]
 log = logging.getLogger(__name__)
 
 _S32_MAX = 0x7FFFFFFF
-_FAULT_HOLD_S = 1.0            # PROTOCOL / ENCODER_FAULT stay raised this long after the last occurrence
 _FREEZE_S = 0.5                # encoder unchanged this long while commanded to move -> ENCODER_FAULT
 _LOCK_TIMEOUT_S = 0.25         # longest a stop waits for the bus (then the I/O thread retries it)
 _MIN_REPLY = 11                # the shortest device frame on the wire (ACK: 9-byte body, COBS + delimiter)
@@ -398,14 +397,8 @@ class RnpRover(PolledSerialRover):
         n = self.layout.n_wheels
         with self._state_lock:
             up = self._link_up
-            faults = Fault.NONE
-            if not up:
-                faults |= Fault.LINK_LOST
-            if self.watchdog.tripped:
-                faults |= Fault.WATCHDOG
-            if now - self._protocol_t < _FAULT_HOLD_S:
-                faults |= Fault.PROTOCOL
-            if now - self._encoder_fault_t < _FAULT_HOLD_S or self._frozen_reported.any():
+            faults = self._link_faults(now, up)
+            if now - self._encoder_fault_t < FAULT_HOLD_S or self._frozen_reported.any():
                 faults |= Fault.ENCODER_FAULT
             faults |= rnp.to_rover_faults(self._dev_faults) | self._device_stop
             if self._config_fault:

@@ -71,7 +71,8 @@ from .errors import (DeviceFault, DeviceTimeout, DriverError, LinkLost, Malforme
 from .crc import ChecksumError
 from .kinematics import WheelLayout
 from .roboclaw_codec import Cmd, LegacyStatusFlags, StatusFlags
-from .serial_rover import RECOVER_BACKOFF_S, LinkStatsBase, PolledSerialRover, resolve_layout, sample_deque
+from .serial_rover import (FAULT_HOLD_S, RECOVER_BACKOFF_S, LinkStatsBase, PolledSerialRover, resolve_layout,
+                           sample_deque)
 from .transport import DEFAULT_BAUDRATE, Transport
 
 __all__ = ["RoboClawRover", "open_rover", "MotorChannel", "OSR_MAPPING", "mapping_from_dict", "check_mapping", "LinkStats",
@@ -81,7 +82,6 @@ log = logging.getLogger(__name__)
 
 _TWO32 = 1 << 32
 _S32_MAX = 0x7FFFFFFF
-_FAULT_HOLD_S = 1.0            # PROTOCOL / ENCODER_FAULT stay raised this long after the last occurrence
 _FREEZE_S = 0.5                # encoder unchanged this long while commanded to move -> ENCODER_FAULT
 _LOCK_TIMEOUT_S = 0.25         # longest a stop waits for the bus (then the I/O thread retries it)
 
@@ -429,14 +429,8 @@ class RoboClawRover(PolledSerialRover):
         n = self.layout.n_wheels
         with self._state_lock:
             up = self._link_up
-            faults = Fault.NONE
-            if not up:
-                faults |= Fault.LINK_LOST
-            if self.watchdog.tripped:
-                faults |= Fault.WATCHDOG
-            if now - self._protocol_t < _FAULT_HOLD_S:
-                faults |= Fault.PROTOCOL
-            if now - self._encoder_fault_t < _FAULT_HOLD_S or self._frozen_reported.any():
+            faults = self._link_faults(now, up)
+            if now - self._encoder_fault_t < FAULT_HOLD_S or self._frozen_reported.any():
                 faults |= Fault.ENCODER_FAULT
             for a in self.addresses:
                 faults |= status_faults(self._status[a], self._status_bytes[a])

@@ -39,19 +39,21 @@ import math
 import threading
 import time
 
-from .base import Rover
+from .base import Fault, Rover
 from .errors import DriverError, LinkLost
 from .kinematics import WheelLayout
 from .transport import BusLock, Transport
 from .watchdog import CommandGate, Watchdog
 
-__all__ = ["SerialRover", "PolledSerialRover", "LinkStatsBase", "sample_deque", "resolve_layout"]
+__all__ = ["SerialRover", "PolledSerialRover", "LinkStatsBase", "sample_deque", "resolve_layout", "FAULT_HOLD_S"]
 
 log = logging.getLogger(__name__)
 
 #: First reconnect delay after a link loss and its ceiling (doubling on every failed attempt).
 RECOVER_BACKOFF_S = 0.05
 RECOVER_BACKOFF_MAX_S = 1.0
+#: :attr:`Fault.PROTOCOL` (and the encoder faults) stay raised this long after the last occurrence.
+FAULT_HOLD_S = 1.0
 _JOIN_S = 2.0
 
 
@@ -149,6 +151,19 @@ class SerialRover(Rover):
         if t_wire is not None:
             self.stats.watchdog_stop_s.append(t_wire - last_feed_s)
             self.stats.watchdog_late_s.append(t_wire - (last_feed_s + self.watchdog.timeout_s))
+
+    def _link_faults(self, now: float, up: bool) -> Fault:
+        """LINK_LOST (``up`` false: the link state read under the lock), WATCHDOG (host watchdog tripped),
+        PROTOCOL (a corrupt or implausible reply within :data:`FAULT_HOLD_S` of ``_protocol_t``). Call with
+        the driver's state lock held."""
+        faults = Fault.NONE
+        if not up:
+            faults |= Fault.LINK_LOST
+        if self.watchdog.tripped:
+            faults |= Fault.WATCHDOG
+        if now - self._protocol_t < FAULT_HOLD_S:
+            faults |= Fault.PROTOCOL
+        return faults
 
     def _drop_command(self, why) -> None:
         """Count a motion command dropped (link down, device stop...) and warn at most once a second;
