@@ -44,6 +44,9 @@ from sim.devices.faults import (AckFault, BadContent, BitFlips, Disconnect, Drop
                                 Reboot, SecondOpener, Silence, Stall, TruncateFrames, UsbLatencyTimer)
 from sim.devices.mavlink import attach_ardurover, open_ardurover_pty  # noqa: E402
 
+from _hil_bench import (ALL, HIL, SIM_PTY, PtyBenchBase, RealBenchBase, SimBenchBase,  # noqa: E402
+                        bench_lifecycle, threads_alive)
+
 ROOT = Path(__file__).resolve().parents[2]
 ROVER_PORT = os.environ.get("ROVER_PORT")
 ROVER_PROTOCOL = os.environ.get("ROVER_PROTOCOL", "")
@@ -63,9 +66,13 @@ def _guard(fn):
 
 
 # ----------------------------------------------------------------------------- benches
-class SimBench:
+_GUARDED = (EStopActive, ModeRejected, NotArmed)
+
+
+class SimBench(SimBenchBase):
     """sim:// step mode: one thread, simulated time."""
-    kind = "sim"
+    guarded = _GUARDED
+    step_kw = {"tick_s": DT}
 
     def __init__(self, name=None, **driver_kw):
         _n[0] += 1
@@ -80,32 +87,6 @@ class SimBench:
         self.rover = MavlinkRover(tr.url, nav.load_rover("skidsteer"), clock=w.clock, threaded=False, transport=tr,
                                   io_timeout_s=RT, **driver_kw)
 
-    def now(self):
-        return self.clock.now()
-
-    def inject(self, *faults):
-        self.att.inject(*faults)
-
-    def _ctl(self, cmd):
-        return None if cmd is None else (lambda t: _guard(lambda: self.rover.set_twist(*cmd)))
-
-    def run(self, seconds, cmd=None, period=0.1):
-        sd.run_stepped(self.world, self.rover, seconds, control=self._ctl(cmd), control_period_s=period, tick_s=DT)
-
-    def wait_until(self, pred, timeout, cmd=None, period=0.1):
-        t0 = self.now()
-        hit = []
-        sd.run_stepped(self.world, self.rover, timeout, control=self._ctl(cmd), control_period_s=period, tick_s=DT,
-                       until=lambda t: bool(pred()) and not hit.append(t))
-        return (hit[0] - t0) if hit else None
-
-    def real_path(self):
-        return sd.resolve(f"{self.name}-by-id")
-
-    def dead_host(self, seconds):
-        """Only the world and the autopilot run (the host process is gone)."""
-        sd.run_stepped(self.world, self.rover, seconds, spin=False, watchdog=False, tick_s=DT)
-
     def moving(self):
         return self.device.commanded_twist()[0] > 0.05
 
@@ -113,14 +94,10 @@ class SimBench:
         tg = self.device.velocity_target()
         return tg is None or (tg[1] == 0.0 and (tg[0] != "rate" or tg[2] == 0.0))
 
-    def close(self):
-        self.rover.close()
-        self.att.close()
 
-
-class PtyBench:
+class PtyBench(PtyBenchBase):
     """A real pty in real time; the driver threaded on the monotonic clock."""
-    kind = "pty"
+    guarded = _GUARDED
 
     def __init__(self, tmp_path, **driver_kw):
         self.dev = open_ardurover_pty("skidsteer", world=sd.flat_world(size_m=40.0, cell_size_m=0.1), baud=115200,
@@ -130,58 +107,14 @@ class PtyBench:
         self.path = self.dev.path
         self.rover = MavlinkRover(self.path, nav.load_rover("skidsteer"), **driver_kw)
 
-    def now(self):
-        return self.clock.now()                  # the device's clock (fault windows, device logs)
-
-    def inject(self, *faults):
-        self.dev.inject(*faults)
-
-    def real_path(self):
-        return os.path.realpath(self.path)
-
-    def run(self, seconds, cmd=None, period=0.1):
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            if cmd is not None:
-                _guard(lambda: self.rover.set_twist(*cmd))
-            time.sleep(min(period, max(0.0, end - time.monotonic())))
-
-    def wait_until(self, pred, timeout, cmd=None, period=0.1):
-        t0 = time.monotonic()
-        next_cmd = t0
-        while time.monotonic() - t0 < timeout:
-            if pred():
-                return time.monotonic() - t0
-            if cmd is not None and time.monotonic() >= next_cmd:
-                _guard(lambda: self.rover.set_twist(*cmd))
-                next_cmd += period
-            time.sleep(0.002)
-        return time.monotonic() - t0 if pred() else None
-
     moving = SimBench.moving
     stopped = SimBench.stopped
 
-    def close(self):
-        self.rover.close()
-        self.dev.close()
 
-
-class RealBench(PtyBench):
-    """A real ArduPilot rover on ROVER_PORT: no device to look into, no faults to inject."""
-    kind = "hil"
-
-    def __init__(self, **driver_kw):
-        driver_kw.pop("device_kw", None)
-        self.path = ROVER_PORT
-        self.device = self.sim_rover = None
-        self.clock = None
-        self.rover = MavlinkRover(ROVER_PORT, nav.load_rover(ROVER_PROFILE), **driver_kw)
-
-    def now(self):
-        return time.monotonic()
-
-    def inject(self, *faults):
-        pytest.skip("fault injection needs a virtual device")
+class RealBench(RealBenchBase, PtyBench):
+    """A real ArduPilot rover on ROVER_PORT: no device to look into, no faults to inject; an ArduPilot rover
+    reports no wheel data, so moving / stopped come from its body velocity."""
+    rover_cls, port, profile = MavlinkRover, ROVER_PORT, ROVER_PROFILE
 
     def _speed(self):
         v = self.rover.read_telemetry().extra.get("velocity_body_mps")
@@ -194,40 +127,21 @@ class RealBench(PtyBench):
         s = self._speed()
         return math.isfinite(s) and abs(s) < 0.03
 
-    def close(self):
-        self.rover.close()
-
-
-HIL = pytest.param("hil", marks=pytest.mark.hil)
-ALL = ["sim", "pty", HIL]
-SIM_PTY = ["sim", "pty"]
-
 
 @pytest.fixture
 def bench(request, tmp_path):
     kind, kw = request.param if isinstance(request.param, tuple) else (request.param, {})
-    kw = dict(kw)
-    if kind == "hil" and not (ROVER_PORT and ROVER_PROTOCOL == "mavlink"):
-        pytest.skip("needs a real ArduPilot rover: set ROVER_PORT (e.g. /dev/serial/by-id/usb-ArduPilot_...) and "
+    yield from bench_lifecycle(
+        kind, dict(kw), tmp_path, SimBench, PtyBench, RealBench,
+        real_ok=bool(ROVER_PORT and ROVER_PROTOCOL == "mavlink"),
+        skip_reason="needs a real ArduPilot rover: set ROVER_PORT (e.g. /dev/serial/by-id/usb-ArduPilot_...) and "
                     "ROVER_PROTOCOL=mavlink (ROVER_PROFILE defaults to skidsteer); wheels off the ground, GPS lock")
-    b = SimBench(**kw) if kind == "sim" else PtyBench(tmp_path, **kw) if kind == "pty" else RealBench(**kw)
-    yield b
-    try:
-        b.close()
-    finally:
-        if kind == "pty":
-            assert b.rover._io_thread is None          # joined: the I/O thread survived to the end
 
 
 def start(b):
     b.rover.open()
     b.rover.arm()
     assert b.wait_until(b.moving, 2.0 if b.kind == "hil" else 1.0, cmd=DRIVE) is not None, "should be driving"
-
-
-def threads_alive(b):
-    r = b.rover
-    return not r.threaded or (r._io_thread is not None and r._io_thread.is_alive() and r.watchdog.running)
 
 
 def target_times(device, since, moving=None):
