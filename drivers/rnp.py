@@ -89,7 +89,6 @@ __all__ = ["RnpRover", "open_rover", "check_channels", "RnpLinkStats"]
 log = logging.getLogger(__name__)
 
 _S32_MAX = 0x7FFFFFFF
-_FREEZE_S = 0.5                # encoder unchanged this long while commanded to move -> ENCODER_FAULT
 _LOCK_TIMEOUT_S = 0.25         # longest a stop waits for the bus (then the I/O thread retries it)
 _MIN_REPLY = 11                # the shortest device frame on the wire (ACK: 9-byte body, COBS + delimiter)
 _EXPECT = {MsgType.HELLO: MsgType.INFO, MsgType.SET_WHEELS: MsgType.TELEMETRY, MsgType.HEARTBEAT: MsgType.TELEMETRY}
@@ -913,26 +912,8 @@ class RnpRover(PolledSerialRover):
         if math.isfinite(prev_t):
             d = (raw - int(self._counts[w])) & 0xFFFFFFFF       # encoder_delta, in plain ints (hot path)
             d = d - (1 << 32) if d >= 1 << 31 else d
-            dt = max(t - prev_t, 0.0)
-            limit = (2.0 * self._max_cps + 500.0) * max(dt, 0.05) + 50.0
-            if abs(d) > limit:
-                self._encoder_fault_t = t
-                self.stats.encoder_faults += 1
-                self.events.append((t, "encoder_jump", f"{self.layout.names[w]}: count jumped by {d} in {dt:.3f} s "
-                                                      f"(reset, glitch or bad data)"))
-            moving = abs(self._cmd_cps[ch]) > 0.1 * self._max_cps and self._dev_state & 0x02
-            if moving and d == 0:
-                if not math.isfinite(self._frozen_since[w]):
-                    self._frozen_since[w] = t
-                elif t - self._frozen_since[w] >= _FREEZE_S and not self._frozen_reported[w]:
-                    self._frozen_reported[w] = True
-                    self._encoder_fault_t = t
-                    self.stats.encoder_faults += 1
-                    self.events.append((t, "encoder_frozen", f"{self.layout.names[w]}: count unchanged for "
-                                                            f"{t - self._frozen_since[w]:.2f} s while commanded"))
-            else:
-                self._frozen_since[w] = math.nan
-                self._frozen_reported[w] = False
+            self._check_encoder(w, d, max(t - prev_t, 0.0), t,
+                                abs(self._cmd_cps[ch]) > 0.1 * self._max_cps and self._dev_state & 0x02, self._max_cps)
         self._counts[w] = raw
         self._count_t[w] = t
 

@@ -82,7 +82,6 @@ log = logging.getLogger(__name__)
 
 _TWO32 = 1 << 32
 _S32_MAX = 0x7FFFFFFF
-_FREEZE_S = 0.5                # encoder unchanged this long while commanded to move -> ENCODER_FAULT
 _LOCK_TIMEOUT_S = 0.25         # longest a stop waits for the bus (then the I/O thread retries it)
 
 
@@ -869,26 +868,8 @@ class RoboClawRover(PolledSerialRover):
         prev_t = self._count_t[w]
         if math.isfinite(prev_t):
             d = int(encoder_delta(s, self._counts[w]))
-            dt = max(t - prev_t, 0.0)
-            limit = (2.0 * self._max_pps + 500.0) * max(dt, 0.05) + 50.0
-            if abs(d) > limit:
-                self._encoder_fault_t = t
-                self.stats.encoder_faults += 1
-                self.events.append((t, "encoder_jump", f"{self.layout.names[w]}: count jumped by {d} in {dt:.3f} s "
-                                                      f"(reset, glitch or bad data)"))
-            moving = abs(self._cmd_pps[w]) > 0.1 * self._max_pps
-            if moving and d == 0:
-                if not math.isfinite(self._frozen_since[w]):
-                    self._frozen_since[w] = t
-                elif t - self._frozen_since[w] >= _FREEZE_S and not self._frozen_reported[w]:
-                    self._frozen_reported[w] = True
-                    self._encoder_fault_t = t
-                    self.stats.encoder_faults += 1
-                    self.events.append((t, "encoder_frozen", f"{self.layout.names[w]}: count unchanged for "
-                                                            f"{t - self._frozen_since[w]:.2f} s while commanded"))
-            else:
-                self._frozen_since[w] = math.nan
-                self._frozen_reported[w] = False
+            self._check_encoder(w, d, max(t - prev_t, 0.0), t, abs(self._cmd_pps[w]) > 0.1 * self._max_pps,
+                                self._max_pps)
         self._counts[w] = s
         self._count_t[w] = t
 

@@ -21,7 +21,8 @@ Two base classes, both :class:`~drivers.base.Rover` subclasses:
     (:class:`~drivers.transport.BusLock`), the cycle-timed I/O loop (woken at once by ``_wake``), link loss
     (:meth:`~PolledSerialRover._link_lost`: commands dropped, a best-effort stop, reconnect scheduled) and
     reconnect with exponential backoff (:meth:`~PolledSerialRover._recover`, 50 ms doubling to 1 s), the
-    host watchdog's stop, ``stop`` / ``discard_pending`` and the rate-limited "command dropped" warning.
+    host watchdog's stop, ``stop`` / ``discard_pending``, and the wheel-encoder plausibility checks
+    (:meth:`~PolledSerialRover._check_encoder`: jumps and frozen counts raise ENCODER_FAULT).
 
     A subclass also implements ``_write_zero(reason, *, priority=True) -> float | None`` (zero speed on the
     wire now; the clock time it was written or None) and ``_best_effort_stop()`` (after a link loss, the
@@ -45,7 +46,8 @@ from .kinematics import WheelLayout
 from .transport import BusLock, Transport
 from .watchdog import CommandGate, Watchdog
 
-__all__ = ["SerialRover", "PolledSerialRover", "LinkStatsBase", "sample_deque", "resolve_layout", "FAULT_HOLD_S"]
+__all__ = ["SerialRover", "PolledSerialRover", "LinkStatsBase", "sample_deque", "resolve_layout", "FAULT_HOLD_S",
+           "ENCODER_FREEZE_S"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,8 @@ RECOVER_BACKOFF_S = 0.05
 RECOVER_BACKOFF_MAX_S = 1.0
 #: :attr:`Fault.PROTOCOL` (and the encoder faults) stay raised this long after the last occurrence.
 FAULT_HOLD_S = 1.0
+#: An encoder count unchanged this long while its wheel is commanded to move raises ENCODER_FAULT.
+ENCODER_FREEZE_S = 0.5
 _JOIN_S = 2.0
 
 
@@ -245,6 +249,31 @@ class PolledSerialRover(SerialRover):
         self._event("watchdog", reason)
         last = self.watchdog.last_feed_s
         self._record_watchdog_stop(last, self._write_zero(f"watchdog: {reason}"))
+
+    # ------------------------------------------------------------------ wheel encoders
+    def _check_encoder(self, w: int, d: int, dt: float, t: float, moving, max_cps: float) -> None:
+        """Plausibility of wheel ``w``'s encoder, whose count moved by ``d`` in ``dt`` s (at time ``t``): a
+        jump beyond what the wheel can turn at ``max_cps`` (reset, glitch or bad data), or a count unchanged
+        for :data:`ENCODER_FREEZE_S` while ``moving`` (commanded to turn), raises ENCODER_FAULT (``events``,
+        ``stats.encoder_faults``, ``_encoder_fault_t``; ``_frozen_since`` / ``_frozen_reported`` per wheel)."""
+        limit = (2.0 * max_cps + 500.0) * max(dt, 0.05) + 50.0
+        if abs(d) > limit:
+            self._encoder_fault_t = t
+            self.stats.encoder_faults += 1
+            self.events.append((t, "encoder_jump", f"{self.layout.names[w]}: count jumped by {d} in {dt:.3f} s "
+                                                  f"(reset, glitch or bad data)"))
+        if moving and d == 0:
+            if not math.isfinite(self._frozen_since[w]):
+                self._frozen_since[w] = t
+            elif t - self._frozen_since[w] >= ENCODER_FREEZE_S and not self._frozen_reported[w]:
+                self._frozen_reported[w] = True
+                self._encoder_fault_t = t
+                self.stats.encoder_faults += 1
+                self.events.append((t, "encoder_frozen", f"{self.layout.names[w]}: count unchanged for "
+                                                        f"{t - self._frozen_since[w]:.2f} s while commanded"))
+        else:
+            self._frozen_since[w] = math.nan
+            self._frozen_reported[w] = False
 
     # ------------------------------------------------------------------ link loss and reconnect
     def _link_lost(self, reason: str, *, port_gone: bool = False) -> None:

@@ -10,14 +10,18 @@ built, what "moving" and "stopped" mean on the device) and builds its ``bench`` 
 :func:`bench_lifecycle`.
 """
 import os
+import threading
 import time
 
 import numpy as np
 import pytest
+import serial
 
 import nav
 import sim.devices as sd
 from drivers.errors import EStopActive
+from drivers.transport import PortInUse, Transport
+from sim.devices.faults import SecondOpener
 
 HIL = pytest.param("hil", marks=pytest.mark.hil)
 ALL = ["sim", "pty", HIL]
@@ -176,3 +180,40 @@ def threads_alive(b):
     """The driver's I/O and watchdog threads run (always true for a single-threaded driver)."""
     r = b.rover
     return not r.threaded or (r._io_thread is not None and r._io_thread.is_alive() and r.watchdog.running)
+
+
+def second_driver_is_refused(b):
+    """A second driver opening the rover's port gets :class:`PortInUse` naming the port."""
+    port = b.path if b.kind == "pty" else b.rover.transport.current_url
+    with pytest.raises(PortInUse) as ei:
+        Transport(port).open()
+    assert port in str(ei.value)
+
+
+def second_reader(b, pty_s, cmd, first_write=b""):
+    """Another process on the port while ``cmd`` is streamed: on a pty a real non-exclusive reader that
+    (after writing ``first_write``) steals bytes for ``pty_s``; in sim a :class:`SecondOpener` stealing 30 %
+    of the bytes for 1 s."""
+    if b.kind == "pty":
+        stop = threading.Event()
+        thief = serial.Serial(b.path, timeout=0.005)
+        if first_write:
+            thief.write(first_write)
+
+        def steal():
+            while not stop.is_set():
+                try:
+                    thief.read(64)
+                except serial.SerialException:       # "multiple access on port": the driver read first
+                    pass
+
+        th = threading.Thread(target=steal, daemon=True)
+        th.start()
+        b.run(pty_s, cmd=cmd)
+        stop.set()
+        th.join(2)
+        thief.close()
+    else:
+        t0 = b.now()
+        b.inject(SecondOpener(steal_prob=0.3, start_s=t0, end_s=t0 + 1.0))
+        b.run(1.0, cmd=cmd)

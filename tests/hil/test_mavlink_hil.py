@@ -23,13 +23,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import serial
 
 pytest.importorskip("pymavlink")
 
@@ -39,13 +37,14 @@ from drivers import Fault  # noqa: E402
 from drivers.base import STOPPING_FAULTS  # noqa: E402
 from drivers.errors import DeviceTimeout, EStopActive, LinkLost, ModeRejected, NotArmed  # noqa: E402
 from drivers.mavlink import MavlinkRover, load_dialect  # noqa: E402
-from drivers.transport import PortInUse, Transport  # noqa: E402
+from drivers.transport import Transport  # noqa: E402
 from sim.devices.faults import (AckFault, BadContent, BitFlips, Disconnect, DropFrames, Latency,  # noqa: E402
-                                Reboot, SecondOpener, Silence, Stall, TruncateFrames, UsbLatencyTimer)
+                                Reboot, Silence, Stall, TruncateFrames, UsbLatencyTimer)
 from sim.devices.mavlink import attach_ardurover, open_ardurover_pty  # noqa: E402
 
 from _hil_bench import (ALL, HIL, SIM_PTY, PtyBenchBase, RealBenchBase, SimBenchBase,  # noqa: E402
-                        bench_lifecycle, threads_alive)
+                        bench_lifecycle, second_driver_is_refused,
+                        second_reader, threads_alive)
 
 ROOT = Path(__file__).resolve().parents[2]
 ROVER_PORT = os.environ.get("ROVER_PORT")
@@ -453,32 +452,9 @@ def test_a_second_process_on_the_port(bench):
     b = bench
     start(b)
     r = b.rover
-    port = b.path if b.kind == "pty" else r.transport.current_url
-    with pytest.raises(PortInUse) as ei:                       # a second driver is refused, port named
-        Transport(port).open()
-    assert port in str(ei.value)
+    second_driver_is_refused(b)
     lost0 = r.stats.lost_frames
-    if b.kind == "pty":                                        # a real non-exclusive reader steals bytes
-        stop = threading.Event()
-        thief = serial.Serial(b.path, timeout=0.005)
-
-        def steal():
-            while not stop.is_set():
-                try:
-                    thief.read(64)
-                except serial.SerialException:
-                    pass
-
-        th = threading.Thread(target=steal, daemon=True)
-        th.start()
-        b.run(0.6, cmd=DRIVE)
-        stop.set()
-        th.join(2)
-        thief.close()
-    else:
-        t0 = b.now()
-        b.inject(SecondOpener(steal_prob=0.3, start_s=t0, end_s=t0 + 1.0))
-        b.run(1.0, cmd=DRIVE)
+    second_reader(b, 0.6, DRIVE)                               # on a pty a real non-exclusive reader steals bytes
     assert r.stats.lost_frames > lost0                         # gaps in the vehicle's sequence numbers
     assert b.wait_until(lambda: r.link_up, 3.0) is not None
     assert b.wait_until(b.moving, 1.5, cmd=DRIVE) is not None and threads_alive(b)

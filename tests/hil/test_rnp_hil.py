@@ -21,13 +21,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import serial
 
 import nav
 import sim.devices as sd
@@ -36,13 +34,14 @@ from drivers import rnp_codec
 from drivers.base import STOPPING_FAULTS
 from drivers.errors import DeviceFault, DeviceTimeout, EStopActive
 from drivers.rnp import RnpRover
-from drivers.transport import PortInUse, Transport
+from drivers.transport import Transport
 from sim.devices.faults import (AckFault, BadContent, BitFlips, Disconnect, DropFrames, EncoderFreeze, EncoderReset,
-                                EncoderWrap, ErrorFlags, Latency, Reboot, SecondOpener, Silence, Stall,
+                                EncoderWrap, ErrorFlags, Latency, Reboot, Silence, Stall,
                                 TruncateFrames, UsbLatencyTimer)
 from sim.devices.pty import open_pty_device
 
-from _hil_bench import ALL, HIL, SIM_PTY, PtyBenchBase, RealBenchBase, SimBenchBase, bench_lifecycle, threads_alive
+from _hil_bench import (ALL, HIL, SIM_PTY, PtyBenchBase, RealBenchBase, SimBenchBase, bench_lifecycle,
+                        second_driver_is_refused, second_reader, threads_alive)
 
 ROOT = Path(__file__).resolve().parents[2]
 ROVER_PORT = os.environ.get("ROVER_PORT")
@@ -346,33 +345,11 @@ def test_a_second_process_on_the_port(bench):
     b = bench
     start(b)
     r = b.rover
-    port = b.path if b.kind == "pty" else r.transport.current_url
-    with pytest.raises(PortInUse) as ei:                       # a second driver is refused, port named
-        Transport(port).open()
-    assert port in str(ei.value)
+    second_driver_is_refused(b)
     failed0, sessions0 = r.stats.failed_polls, r.stats.resyncs + r.stats.reconnects
-    if b.kind == "pty":                # a real non-exclusive opener: steals bytes and says HELLO once
-        stop = threading.Event()
-        thief = serial.Serial(b.path, timeout=0.005)
-        thief.write(bytes.fromhex("04 01 01 02 04 01 a4 a2 00"))    # HELLO: the board stops and disarms
-
-        def steal():
-            while not stop.is_set():
-                try:
-                    thief.read(64)
-                except serial.SerialException:       # "multiple access on port": the driver read first
-                    pass
-
-        th = threading.Thread(target=steal, daemon=True)
-        th.start()
-        b.run(0.5, cmd=DRIVE)
-        stop.set()
-        th.join(2)
-        thief.close()
-    else:
-        t0 = b.now()
-        b.inject(SecondOpener(steal_prob=0.3, start_s=t0, end_s=t0 + 1.0))
-        b.run(1.0, cmd=DRIVE)
+    # on a pty a real non-exclusive opener steals bytes and says HELLO once (the board stops and disarms)
+    second_reader(b, 0.5, DRIVE, first_write=bytes.fromhex("04 01 01 02 04 01 a4 a2 00"))
+    if b.kind != "pty":
         assert r.stats.failed_polls > failed0
     if b.kind == "pty":
         # the foreign HELLO disarmed the board: the session is re-established (NOT_ARMED noticed -> resync,

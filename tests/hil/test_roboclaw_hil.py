@@ -21,13 +21,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import serial
 
 import nav
 import sim.devices as sd
@@ -37,13 +35,14 @@ from drivers.base import STOPPING_FAULTS
 from drivers.errors import DeviceTimeout, EStopActive
 from drivers.roboclaw import RoboClawRover
 from drivers.roboclaw_codec import Cmd, StatusFlags
-from drivers.transport import PortInUse, Transport
+from drivers.transport import Transport
 from sim.devices.faults import (AckFault, BadContent, BitFlips, Disconnect, DropFrames, EncoderFreeze, EncoderReset,
-                                EncoderWrap, ErrorFlags, Latency, Reboot, SecondOpener, Silence, Stall,
+                                EncoderWrap, ErrorFlags, Latency, Reboot, Silence, Stall,
                                 TruncateFrames, UsbLatencyTimer)
 from sim.devices.pty import open_pty_device
 
-from _hil_bench import ALL, HIL, SIM_PTY, PtyBenchBase, RealBenchBase, SimBenchBase, bench_lifecycle, threads_alive
+from _hil_bench import (ALL, HIL, SIM_PTY, PtyBenchBase, RealBenchBase, SimBenchBase, bench_lifecycle,
+                        second_driver_is_refused, second_reader, threads_alive)
 
 ROOT = Path(__file__).resolve().parents[2]
 ROVER_PORT = os.environ.get("ROVER_PORT")
@@ -477,31 +476,9 @@ def test_a_second_process_on_the_port(bench):
     b = bench
     start(b)
     r = b.rover
-    with pytest.raises(PortInUse) as ei:                       # a second driver is refused, port named
-        Transport(b.path if b.kind == "pty" else r.transport.current_url).open()
-    assert (b.path if b.kind == "pty" else r.transport.current_url) in str(ei.value)
+    second_driver_is_refused(b)
     failed0 = r.stats.failed_polls
-    if b.kind == "pty":                                        # a real non-exclusive reader steals bytes
-        stop = threading.Event()
-        thief = serial.Serial(b.path, timeout=0.005)
-
-        def steal():
-            while not stop.is_set():
-                try:
-                    thief.read(64)
-                except serial.SerialException:       # "multiple access on port": the driver read first
-                    pass
-
-        th = threading.Thread(target=steal, daemon=True)
-        th.start()
-        b.run(0.4, cmd=DRIVE)
-        stop.set()
-        th.join(2)
-        thief.close()
-    else:
-        t0 = b.now()
-        b.inject(SecondOpener(steal_prob=0.3, start_s=t0, end_s=t0 + 1.0))
-        b.run(1.0, cmd=DRIVE)
+    second_reader(b, 0.4, DRIVE)                               # on a pty a real non-exclusive reader steals bytes
     assert r.stats.failed_polls > failed0
     assert b.wait_until(lambda: r.link_up, 2.0) is not None
     b.run(0.3, cmd=DRIVE)
