@@ -110,13 +110,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import mavlink_codec as mc
-from .base import BatterySample, Fault, ImuSample, Rover, Telemetry
+from .base import BatterySample, Fault, ImuSample, Telemetry
 from .clock import Clock
 from .errors import (CommandOutOfRange, DeviceFault, DeviceTimeout, DriverError, LinkLost, ModeRejected, NotArmed)
 from .kinematics import WheelLayout
 from .mavlink_codec import MavCmd, MavResult, MavState, RoverMode, rover_mode_name
+from .serial_rover import LinkStatsBase, SerialRover, resolve_layout, sample_deque
 from .transport import DEFAULT_BAUDRATE, Transport
-from .watchdog import Watchdog
 
 __all__ = ["MavlinkRover", "open_rover", "MavlinkStats", "load_dialect", "DEFAULT_RATES_HZ", "PYMAVLINK_HINT"]
 
@@ -136,7 +136,6 @@ _STREAM_GROUP = {"ATTITUDE": mc.MavDataStream.EXTRA1, "RAW_IMU": mc.MavDataStrea
                  "SYSTEM_TIME": mc.MavDataStream.EXTRA3}
 
 _GRAVITY = 9.80665
-_FAULT_HOLD_S = 1.0           # PROTOCOL stays raised this long after the last corrupt / implausible frame
 _ESTOP_RESEND_S = 0.2
 _STREAM_RECHECK_S = 1.5
 _UINT16_UNKNOWN = 0xFFFF
@@ -154,12 +153,11 @@ def load_dialect():
     return ardupilotmega
 
 
-def _deque():
-    return collections.deque(maxlen=20000)
+_deque = sample_deque
 
 
 @dataclass
-class MavlinkStats:
+class MavlinkStats(LinkStatsBase):
     """Counters and latency samples of a :class:`MavlinkRover` (seconds on the driver's clock)."""
     frames_in: int = 0
     lost_frames: int = 0              # gaps in the vehicle's sequence numbers (dropped or corrupted frames)
@@ -187,9 +185,6 @@ class MavlinkStats:
     ack_rtt_s: collections.deque = field(default_factory=_deque)         # COMMAND_LONG written -> its ACK
     watchdog_stop_s: collections.deque = field(default_factory=_deque)   # last command -> zero written
     watchdog_late_s: collections.deque = field(default_factory=_deque)   # deadline -> zero written
-
-    def summary(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if isinstance(v, int)}
 
 
 class _MavParser:
@@ -244,7 +239,7 @@ class _MavParser:
         return out
 
 
-class MavlinkRover(Rover):
+class MavlinkRover(SerialRover):
     """An ArduPilot rover driven over MAVLink in GUIDED mode (see the module docstring).
 
     Parameters
@@ -302,12 +297,7 @@ class MavlinkRover(Rover):
                  zero_repeat_s: float = 1.0, zero_period_s: float = 0.1, io_timeout_s: float = 0.01,
                  disarm_on_close: bool = True, low_voltage_v: float | None = None, max_tilt_deg: float | None = None,
                  candidates=None, transport: Transport | None = None, name: str | None = None):
-        profile = None
-        if not isinstance(layout, WheelLayout):
-            if hasattr(layout, "geometry") and hasattr(layout, "drive"):
-                profile, layout = layout, WheelLayout.from_profile(layout)
-            else:
-                raise TypeError(f"layout must be a WheelLayout or a rover profile, got {type(layout).__name__}")
+        profile, layout = resolve_layout(layout)
         super().__init__(layout, clock=clock, name=name or str(port))
         dev = self.name
         for nm, v, lo, hi in (("command_timeout_s", command_timeout_s, 0.02, 5.0),
@@ -335,9 +325,7 @@ class MavlinkRover(Rover):
                 raise ValueError(f"{dev}: rates_hz[{k!r}] = {hz!r}: must be in (0, 200] Hz")
         self.dialect = load_dialect()                       # a clear error now if pymavlink is missing
         self.profile = profile
-        self.threaded = bool(threaded)
         self.target_system, self.target_component = target_system, target_component
-        self.command_timeout_s = float(command_timeout_s)
         self.max_missed_heartbeats = max_missed_heartbeats
         self.heartbeat_timeout_s = max_missed_heartbeats + 0.5        # 1 Hz heartbeats
         self.stream_timeout_s = float(stream_timeout_s)
@@ -361,19 +349,15 @@ class MavlinkRover(Rover):
         else:
             self._volt_range = (1.0, 100.0)
 
-        self.transport = transport if transport is not None else Transport(
-            str(port), baudrate=baudrate, clock=self.clock, candidates=candidates)
+        self._init_link(port, baudrate=baudrate, candidates=candidates, transport=transport, threaded=threaded,
+                        command_timeout_s=command_timeout_s)
         self._enc = self.dialect.MAVLink(None, srcSystem=source_system, srcComponent=source_component)
         self._parser = _MavParser(self.dialect)
         self.source_system, self.source_component = source_system, source_component
-        self.watchdog = Watchdog(self.command_timeout_s, self._on_watchdog, clock=self.clock, name=dev)
         self.stats = MavlinkStats()
-        self.events: collections.deque = collections.deque(maxlen=200)
         self._wlock = threading.Lock()
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
-        self._io_thread: threading.Thread | None = None
-        self._stop_evt = threading.Event()
         self._t0 = self.clock.now()
         # vehicle
         self._sysid: int | None = None
@@ -389,9 +373,6 @@ class MavlinkRover(Rover):
         self._failsafe = False
         self._failsafe_text = ""
         # link
-        self._link_up = False
-        self._link_reason = "not connected"
-        self._connected_once = False
         self._last_hb_s = -math.inf
         self._last_rx_s = -math.inf
         self._stream_msgs = 0
@@ -409,7 +390,6 @@ class MavlinkRover(Rover):
         self._zero_until_s = -math.inf
         self._zero_next_s = math.inf
         self._estop_next_s = math.inf
-        self._warned_drop_t = -math.inf
         self._protocol_t = -math.inf
         # telemetry
         self._seq = 0
@@ -429,15 +409,6 @@ class MavlinkRover(Rover):
 
     # ------------------------------------------------------------------ properties
     @property
-    def link_up(self) -> bool:
-        return self._link_up
-
-    @property
-    def link_reason(self) -> str:
-        """Why the link is down (or the last reason it went down)."""
-        return self._link_reason
-
-    @property
     def mode(self) -> str | None:
         """The vehicle's flight mode name (``"GUIDED"``...), None before the first HEARTBEAT."""
         return None if self._mode is None else rover_mode_name(self._mode)
@@ -456,19 +427,7 @@ class MavlinkRover(Rover):
         """Recent STATUSTEXTs of the vehicle: ``[(t_s, severity, text)]``."""
         return list(self._statustext)
 
-    def _event(self, kind: str, detail: str) -> None:
-        self.events.append((self.clock.now(), kind, detail))
-
     # ------------------------------------------------------------------ Rover hooks
-    def _open(self) -> None:
-        self.transport.open()
-        self._connect()
-        if self.threaded:
-            self._stop_evt.clear()
-            self._io_thread = threading.Thread(target=self._io_loop, name=f"{self.name}-io", daemon=True)
-            self._io_thread.start()
-            self.watchdog.start()
-
     def _close(self) -> None:
         try:
             if self.disarm_on_close and self._we_armed and self._link_up and self._vehicle_armed:
@@ -478,12 +437,7 @@ class MavlinkRover(Rover):
         except DriverError as e:
             log.warning("%s: disarm on close failed: %s", self.name, e)
         finally:
-            self._stop_evt.set()
-            self.watchdog.stop()
-            t = self._io_thread
-            if t is not None and t is not threading.current_thread():
-                t.join(2.0)
-            self._io_thread = None
+            self._stop_io()
             with self._cond:
                 self._link_up = False
                 self._link_reason = "closed"
@@ -537,10 +491,7 @@ class MavlinkRover(Rover):
         t0 = self.clock.now()
         with self._lock:
             if not self._link_up:
-                self.stats.dropped_commands += 1
-                if t0 - self._warned_drop_t > 1.0:
-                    self._warned_drop_t = t0
-                    log.warning("%s: command dropped, rover treated as stopped: %s", self.name, self._link_reason)
+                self._drop_command(lambda: self._link_reason)
                 return
             if self._mode != RoverMode.GUIDED:
                 self.stats.rejected_commands += 1
@@ -594,13 +545,7 @@ class MavlinkRover(Rover):
         nan3 = np.full(3, math.nan)
         with self._lock:
             up = self._link_up
-            faults = Fault.NONE
-            if not up:
-                faults |= Fault.LINK_LOST
-            if self.watchdog.tripped:
-                faults |= Fault.WATCHDOG
-            if now - self._protocol_t < _FAULT_HOLD_S:
-                faults |= Fault.PROTOCOL
+            faults = self._link_faults(now, up)
             if up and self._armed and self._mode != RoverMode.GUIDED:
                 faults |= Fault.MODE_REJECTED
             if up and self._failsafe:
@@ -687,10 +632,6 @@ class MavlinkRover(Rover):
         if self._closed:
             return
         self._spin(self.io_timeout_s)
-
-    def poll_watchdog(self) -> bool:
-        """Check the host watchdog now (``threaded=False``); True if it tripped and stopped the rover."""
-        return self.watchdog.poll()
 
     # ------------------------------------------------------------------ I/O
     def _io_loop(self) -> None:
@@ -1265,10 +1206,7 @@ class MavlinkRover(Rover):
     def _on_watchdog(self, reason: str) -> None:
         self._event("watchdog", reason)
         last = self.watchdog.last_feed_s
-        t_wire = self._write_zero(f"watchdog: {reason}", repeat=True)
-        if t_wire is not None:
-            self.stats.watchdog_stop_s.append(t_wire - last)
-            self.stats.watchdog_late_s.append(t_wire - (last + self.watchdog.timeout_s))
+        self._record_watchdog_stop(last, self._write_zero(f"watchdog: {reason}", repeat=True))
 
     # ------------------------------------------------------------------ texts
     def _texts_since(self, t_s: float, contains: str = "") -> str:

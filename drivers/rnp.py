@@ -68,13 +68,12 @@ import dataclasses
 import logging
 import math
 import threading
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import rnp_codec as rnp
-from .base import BatterySample, Fault, Rover, Telemetry
+from .base import BatterySample, Fault, Telemetry
 from .clock import Clock
 from .cobs import FramingError
 from .crc import ChecksumError
@@ -82,16 +81,14 @@ from .errors import DeviceFault, DeviceTimeout, DriverError, LinkLost, ProtocolE
 from .kinematics import WheelLayout
 from .rnp_codec import (Ack, Arm, Capability, ContentError, Disarm, EStop, Heartbeat, Hello, Info, MsgType, Nack,
                         NackCode, RnpFault, SetWatchdog, SetWheels, Telemetry as RnpTelemetry)
-from .transport import DEFAULT_BAUDRATE, BusLock, Transport
-from .watchdog import CommandGate, Watchdog
+from .serial_rover import FAULT_HOLD_S, LinkStatsBase, PolledSerialRover, resolve_layout, sample_deque
+from .transport import DEFAULT_BAUDRATE, Transport
 
 __all__ = ["RnpRover", "open_rover", "check_channels", "RnpLinkStats"]
 
 log = logging.getLogger(__name__)
 
 _S32_MAX = 0x7FFFFFFF
-_FAULT_HOLD_S = 1.0            # PROTOCOL / ENCODER_FAULT stay raised this long after the last occurrence
-_FREEZE_S = 0.5                # encoder unchanged this long while commanded to move -> ENCODER_FAULT
 _LOCK_TIMEOUT_S = 0.25         # longest a stop waits for the bus (then the I/O thread retries it)
 _MIN_REPLY = 11                # the shortest device frame on the wire (ACK: 9-byte body, COBS + delimiter)
 _EXPECT = {MsgType.HELLO: MsgType.INFO, MsgType.SET_WHEELS: MsgType.TELEMETRY, MsgType.HEARTBEAT: MsgType.TELEMETRY}
@@ -148,12 +145,11 @@ def check_channels(channels, layout: WheelLayout, device: str = "rnp") -> tuple[
     return out
 
 
-def _deque():
-    return collections.deque(maxlen=20000)
+_deque = sample_deque
 
 
 @dataclass
-class RnpLinkStats:
+class RnpLinkStats(LinkStatsBase):
     """Counters and latency samples of an :class:`RnpRover` (seconds on the driver's clock)."""
     cycles: int = 0
     transactions: int = 0
@@ -185,11 +181,8 @@ class RnpLinkStats:
     watchdog_stop_s: collections.deque = field(default_factory=_deque)   # last command -> zero written
     watchdog_late_s: collections.deque = field(default_factory=_deque)   # deadline -> zero written
 
-    def summary(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if isinstance(v, int)}
 
-
-class RnpRover(Rover):
+class RnpRover(PolledSerialRover):
     """A rover driven by an RNP board (skid-steer or differential, with wheel encoders).
 
     Parameters
@@ -240,17 +233,15 @@ class RnpRover(Rover):
         Device name in messages (default the port URL).
     """
 
+    _YIELD_WHEN_FREE_RUNNING = True
+
     def __init__(self, port: str, layout, *, channels=None, baudrate: int = DEFAULT_BAUDRATE,
                  clock: Clock | None = None, threaded: bool = True, device_timeout_s: float = 0.3,
                  command_timeout_s: float = 0.2, reply_timeout_s: float = 0.04, cycle_period_s: float = 0.02,
                  max_failed_polls: int = 3, command_retries: int = 2, connect_timeout_s: float = 2.5,
                  candidates=None, low_voltage_v: float | None = None, current_limit_a: float | None = None,
                  check_counts_per_rev: bool = True, transport: Transport | None = None, name: str | None = None):
-        if not isinstance(layout, WheelLayout):
-            if hasattr(layout, "geometry") and hasattr(layout, "drive"):
-                layout = WheelLayout.from_profile(layout)
-            else:
-                raise TypeError(f"layout must be a WheelLayout or a rover profile, got {type(layout).__name__}")
+        _, layout = resolve_layout(layout)
         super().__init__(layout, clock=clock, name=name or str(port))
         dev = self.name
         for nm, v, lo, hi in (("device_timeout_s", device_timeout_s, rnp.WATCHDOG_MIN_MS / 1e3,
@@ -266,12 +257,9 @@ class RnpRover(Rover):
         if not (isinstance(command_retries, int) and 0 <= command_retries <= 5):
             raise ValueError(f"{dev}: command_retries = {command_retries!r}: must be an int in 0..5")
         self.channels = check_channels(channels, layout, dev)
-        self.threaded = bool(threaded)
         self.device_timeout_s = float(device_timeout_s)
         self._watchdog_ms = int(round(self.device_timeout_s * 1000))
-        self.command_timeout_s = float(command_timeout_s)
         self.reply_timeout_s = float(reply_timeout_s)
-        self.cycle_period_s = float(cycle_period_s)
         self.connect_timeout_s = float(connect_timeout_s)
         self.max_failed_polls = max_failed_polls
         self.command_retries = command_retries
@@ -283,29 +271,19 @@ class RnpRover(Rover):
         self._cps_per_radps = layout.counts_per_rev / (2.0 * math.pi)
         self._max_cps = layout.max_wheel_speed_radps * self._cps_per_radps
         self._cmd_limit_cps = math.inf                  # the firmware's max_speed_cps (from INFO)
-        self.transport = transport if transport is not None else Transport(
-            str(port), baudrate=baudrate, clock=self.clock, candidates=candidates)
-        self._bus = BusLock()
+        self._init_link(port, baudrate=baudrate, candidates=candidates, transport=transport, threaded=threaded,
+                        command_timeout_s=command_timeout_s, cycle_period_s=cycle_period_s)
         self._preempt = threading.Event()                # a stop waits for the bus (see _transact_locked)
-        self.gate = CommandGate(max_age_s=self.command_timeout_s, clock=self.clock)
-        self.watchdog = Watchdog(self.command_timeout_s, self._on_watchdog, clock=self.clock, name=dev)
         self.stats = RnpLinkStats()
         self._decoder = rnp.RnpDecoder(direction="to_host")
-        self._state_lock = threading.RLock()
         self._tx_seq = 0
         self._dev_seq: int | None = None
         self._flush_next = True
         self._epoch = 0
-        self._link_up = False
-        self._link_reason = "not connected"
-        self._zero_pending = False
         self._estop_pending = False
         self._resync_reason: str | None = None
         self._fail_count = 0
         self._wired_gen = 0
-        self._recover_next_s = -math.inf
-        self._recover_backoff = 0.05
-        self._connected_once = False
         self._reboot_seen = False
         self.info: Info | None = None
         # device state
@@ -329,59 +307,22 @@ class RnpRover(Rover):
         self._seq = 0
         self._tel_t = math.nan
         self._warned_steer = False
-        self._warned_drop_t = -math.inf
         self._warned_scale = False
         self.commanded_steer_rad = np.zeros(n)
-        self.events: collections.deque = collections.deque(maxlen=200)
-        self._io_thread: threading.Thread | None = None
-        self._stop_evt = threading.Event()
-        self._wake = threading.Event()
-        self._last_cycle_start = math.nan
 
     # ------------------------------------------------------------------ properties
-    @property
-    def link_up(self) -> bool:
-        return self._link_up
-
-    @property
-    def link_reason(self) -> str:
-        """Why the link is down (or the last reason it went down)."""
-        return self._link_reason
-
     @property
     def device_faults(self) -> RnpFault:
         """The fault bits of the last TELEMETRY."""
         return RnpFault(self._dev_faults)
 
-    def _event(self, kind: str, detail: str) -> None:
-        self.events.append((self.clock.now(), kind, detail))
-
     # ------------------------------------------------------------------ Rover hooks
-    def _open(self) -> None:
-        self.transport.open()
-        self._connect(initial=True)
-        if self.threaded:
-            self._stop_evt.clear()
-            self._io_thread = threading.Thread(target=self._io_loop, name=f"{self.name}-io", daemon=True)
-            self._io_thread.start()
-            self.watchdog.start()
-
-    def _close(self) -> None:
-        self._stop_evt.set()
-        self._wake.set()
-        self.watchdog.stop()
-        t = self._io_thread
-        if t is not None and t is not threading.current_thread():
-            t.join(2.0)
-        self._io_thread = None
+    def _leave_device(self) -> None:
         if self._link_up and self.transport.is_open:
             try:                                          # leave the board disarmed (best effort)
                 self._request(Disarm(), priority=True, timeout=_LOCK_TIMEOUT_S)
             except DriverError:
                 pass
-        self._link_up = False
-        self._link_reason = "closed"
-        self.transport.close()
 
     def _arm(self) -> None:
         if not self._link_up:
@@ -426,13 +367,8 @@ class RnpRover(Rover):
             self._warned_steer = True
             log.warning("%s: RNP carries no steering: steering commands are stored, not executed", self.name)
         if not self._link_up or self._device_stop or self._config_fault or self._resync_reason:
-            self.stats.dropped_commands += 1
-            now = self.clock.now()
-            if now - self._warned_drop_t > 1.0:
-                self._warned_drop_t = now
-                why = (self._link_reason if not self._link_up else self._config_fault or self._resync_reason
-                       or self._device_stop.describe())
-                log.warning("%s: command dropped, rover treated as stopped: %s", self.name, why)
+            self._drop_command(lambda: self._link_reason if not self._link_up else self._config_fault
+                               or self._resync_reason or self._device_stop.describe())
             return
         cps = np.array([float(np.mean(speed_radps[list(g)])) for g in self.channels]) * self._cps_per_radps
         peak = float(np.max(np.abs(cps))) if len(cps) else 0.0
@@ -450,32 +386,18 @@ class RnpRover(Rover):
         self.watchdog.feed(any(cmd))
         self._wake.set()
 
-    def _stop(self) -> None:
-        self.gate.block()
-        self.watchdog.idle()
-        self._write_zero("stop")
-
     def _estop(self) -> None:
         self.gate.block()
         self.watchdog.idle()
         self._send_estop(priority=True)
-
-    def _discard_pending(self) -> None:
-        self.gate.block()
 
     def _read_telemetry(self) -> Telemetry:
         now = self.clock.now()
         n = self.layout.n_wheels
         with self._state_lock:
             up = self._link_up
-            faults = Fault.NONE
-            if not up:
-                faults |= Fault.LINK_LOST
-            if self.watchdog.tripped:
-                faults |= Fault.WATCHDOG
-            if now - self._protocol_t < _FAULT_HOLD_S:
-                faults |= Fault.PROTOCOL
-            if now - self._encoder_fault_t < _FAULT_HOLD_S or self._frozen_reported.any():
+            faults = self._link_faults(now, up)
+            if now - self._encoder_fault_t < FAULT_HOLD_S or self._frozen_reported.any():
                 faults |= Fault.ENCODER_FAULT
             faults |= rnp.to_rover_faults(self._dev_faults) | self._device_stop
             if self._config_fault:
@@ -524,10 +446,7 @@ class RnpRover(Rover):
             if not self._link_up:
                 self._recover()
                 return
-            now = self.clock.now()
-            if math.isfinite(self._last_cycle_start):
-                self.stats.cycle_s.append(now - self._last_cycle_start)
-            self._last_cycle_start = now
+            self._count_cycle()
             if self._resync_reason:
                 self._resync()
             if self._link_up and self._estop_pending:
@@ -541,36 +460,6 @@ class RnpRover(Rover):
             self.stats.cycles += 1
         except LinkLost as e:
             self._link_lost(str(e), port_gone=self.transport.lost)
-
-    def poll_watchdog(self) -> bool:
-        """Check the host watchdog now (``threaded=False``); True if it tripped and stopped the rover."""
-        return self.watchdog.poll()
-
-    # ------------------------------------------------------------------ threads
-    def _io_loop(self) -> None:
-        while not self._stop_evt.is_set():
-            t0 = time.monotonic()
-            try:
-                self.spin_once()
-            except Exception:                               # the I/O thread must never die
-                log.exception("%s: I/O cycle failed", self.name)
-            if self._stop_evt.is_set():
-                break
-            wait = self.cycle_period_s - (time.monotonic() - t0) if self._link_up else 0.01
-            if wait > 0:
-                self._wake.wait(wait)
-            else:
-                time.sleep(0)                              # free-running: let the callers in
-            self._wake.clear()
-
-    def _on_watchdog(self, reason: str) -> None:
-        self.gate.drop_stale()
-        self._event("watchdog", reason)
-        last = self.watchdog.last_feed_s
-        t_wire = self._write_zero(f"watchdog: {reason}")
-        if t_wire is not None:
-            self.stats.watchdog_stop_s.append(t_wire - last)
-            self.stats.watchdog_late_s.append(t_wire - (last + self.watchdog.timeout_s))
 
     # ------------------------------------------------------------------ transactions
     def _failure(self, kind: str, detail) -> None:
@@ -683,7 +572,7 @@ class RnpRover(Rover):
         return None
 
     # ------------------------------------------------------------------ session
-    def _connect(self, *, initial: bool) -> None:
+    def _connect(self, *, initial: bool = True) -> None:
         """HELLO (retried), INFO checks, SET_WATCHDOG, e-stop check, ARM if armed; the link is up after it.
         Raises a DriverError naming the port and what failed."""
         port = self.transport.current_url or self.name
@@ -788,23 +677,7 @@ class RnpRover(Rover):
         self.stats.resyncs += 1
         self.gate.block()
 
-    def _link_lost(self, reason: str, *, port_gone: bool = False) -> None:
-        with self._state_lock:
-            was_up = self._link_up
-            self._link_up = False
-            self._link_reason = reason
-        self.gate.block()
-        if port_gone and not self.transport.lost:
-            self.transport.mark_lost(reason)
-        if was_up:
-            self.stats.link_losses += 1
-            self._recover_next_s = self.clock.now() + self._recover_backoff
-            self._event("link_lost", reason)
-            log.error("%s: link lost: %s; rover treated as stopped", self.name, reason)
-            if self.transport.is_open:
-                self._best_effort_disarm()
-
-    def _best_effort_disarm(self) -> None:
+    def _best_effort_stop(self) -> None:
         """One DISARM frame, not waited for (the board may still listen)."""
         try:
             with self._bus.hold(priority=True, timeout=_LOCK_TIMEOUT_S) as ok:
@@ -815,30 +688,8 @@ class RnpRover(Rover):
         except DriverError:
             pass
 
-    def _recover(self) -> None:
-        now = self.clock.now()
-        if now < self._recover_next_s:
-            return
-        if not self.transport.is_open:
-            if not self.transport.try_reopen():
-                return
-            self._event("reopened", f"port reopened as {self.transport.current_url}")
-        try:
-            self._connect(initial=False)
-        except LinkLost as e:
-            self._link_reason = f"reconnect failed: {e}"
-            return
-        except DriverError as e:
-            self._recover_next_s = self.clock.now() + self._recover_backoff
-            self._recover_backoff = min(self._recover_backoff * 2.0, 1.0)
-            self._link_reason = f"reconnect failed: {e}"
-            log.debug("%s: %s", self.name, self._link_reason)
-            return
-        self._recover_backoff = 0.05
-        self.stats.reconnects += 1
-        self._event("reconnected", f"link up again on {self.transport.current_url}; waiting for a fresh command")
-        log.warning("%s: link restored on %s; no motion until a fresh command", self.name,
-                    self.transport.current_url)
+    def _reconnect(self) -> None:
+        self._connect(initial=False)
 
     # ------------------------------------------------------------------ commands and polls
     def _check_lost(self, what: str) -> None:
@@ -1061,26 +912,8 @@ class RnpRover(Rover):
         if math.isfinite(prev_t):
             d = (raw - int(self._counts[w])) & 0xFFFFFFFF       # encoder_delta, in plain ints (hot path)
             d = d - (1 << 32) if d >= 1 << 31 else d
-            dt = max(t - prev_t, 0.0)
-            limit = (2.0 * self._max_cps + 500.0) * max(dt, 0.05) + 50.0
-            if abs(d) > limit:
-                self._encoder_fault_t = t
-                self.stats.encoder_faults += 1
-                self.events.append((t, "encoder_jump", f"{self.layout.names[w]}: count jumped by {d} in {dt:.3f} s "
-                                                      f"(reset, glitch or bad data)"))
-            moving = abs(self._cmd_cps[ch]) > 0.1 * self._max_cps and self._dev_state & 0x02
-            if moving and d == 0:
-                if not math.isfinite(self._frozen_since[w]):
-                    self._frozen_since[w] = t
-                elif t - self._frozen_since[w] >= _FREEZE_S and not self._frozen_reported[w]:
-                    self._frozen_reported[w] = True
-                    self._encoder_fault_t = t
-                    self.stats.encoder_faults += 1
-                    self.events.append((t, "encoder_frozen", f"{self.layout.names[w]}: count unchanged for "
-                                                            f"{t - self._frozen_since[w]:.2f} s while commanded"))
-            else:
-                self._frozen_since[w] = math.nan
-                self._frozen_reported[w] = False
+            self._check_encoder(w, d, max(t - prev_t, 0.0), t,
+                                abs(self._cmd_cps[ch]) > 0.1 * self._max_cps and self._dev_state & 0x02, self._max_cps)
         self._counts[w] = raw
         self._count_t[w] = t
 

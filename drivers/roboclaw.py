@@ -59,22 +59,21 @@ from __future__ import annotations
 import collections
 import logging
 import math
-import threading
-import time
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from . import roboclaw_codec as rc
-from .base import BatterySample, Fault, Rover, Telemetry, encoder_delta
+from .base import BatterySample, Fault, Telemetry, encoder_delta
 from .clock import Clock
 from .errors import (DeviceFault, DeviceTimeout, DriverError, LinkLost, MalformedReply, ProtocolError)
 from .crc import ChecksumError
 from .kinematics import WheelLayout
 from .roboclaw_codec import Cmd, LegacyStatusFlags, StatusFlags
-from .transport import DEFAULT_BAUDRATE, BusLock, Transport
-from .watchdog import CommandGate, Watchdog
+from .serial_rover import (FAULT_HOLD_S, RECOVER_BACKOFF_S, LinkStatsBase, PolledSerialRover, resolve_layout,
+                           sample_deque)
+from .transport import DEFAULT_BAUDRATE, Transport
 
 __all__ = ["RoboClawRover", "open_rover", "MotorChannel", "OSR_MAPPING", "mapping_from_dict", "check_mapping", "LinkStats",
            "SteeringBackend", "status_faults"]
@@ -83,8 +82,6 @@ log = logging.getLogger(__name__)
 
 _TWO32 = 1 << 32
 _S32_MAX = 0x7FFFFFFF
-_FAULT_HOLD_S = 1.0            # PROTOCOL / ENCODER_FAULT stay raised this long after the last occurrence
-_FREEZE_S = 0.5                # encoder unchanged this long while commanded to move -> ENCODER_FAULT
 _LOCK_TIMEOUT_S = 0.25         # longest a stop waits for the bus (then the I/O thread retries it)
 
 
@@ -215,12 +212,11 @@ def status_faults(bits: int, width: int) -> Fault:
 _DEVICE_STOPPING = Fault.DEVICE_FAULT | Fault.ESTOP
 
 
-def _deque():
-    return collections.deque(maxlen=20000)
+_deque = sample_deque
 
 
 @dataclass
-class LinkStats:
+class LinkStats(LinkStatsBase):
     """Counters and latency samples of a :class:`RoboClawRover` (seconds on the driver's clock)."""
     cycles: int = 0
     polls: int = 0
@@ -244,11 +240,8 @@ class LinkStats:
     watchdog_stop_s: collections.deque = field(default_factory=_deque)   # last command -> zero written
     watchdog_late_s: collections.deque = field(default_factory=_deque)   # deadline -> zero written
 
-    def summary(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if isinstance(v, int)}
 
-
-class RoboClawRover(Rover):
+class RoboClawRover(PolledSerialRover):
     """A rover whose wheels are driven by RoboClaw controllers on one packet-serial bus.
 
     Parameters
@@ -306,11 +299,7 @@ class RoboClawRover(Rover):
                  candidates=None, steering: SteeringBackend | None = None, status_bytes: int | None = None,
                  low_voltage_v: float | None = None, current_limit_a: float | None = None,
                  transport: Transport | None = None, name: str | None = None):
-        if not isinstance(layout, WheelLayout):
-            if hasattr(layout, "geometry") and hasattr(layout, "drive"):
-                layout = WheelLayout.from_profile(layout)
-            else:
-                raise TypeError(f"layout must be a WheelLayout or a rover profile, got {type(layout).__name__}")
+        _, layout = resolve_layout(layout)
         super().__init__(layout, clock=clock, name=name or str(port))
         dev = self.name
         if not (isinstance(serial_timeout_s, (int, float)) and 0.1 <= serial_timeout_s <= 25.5):
@@ -330,12 +319,9 @@ class RoboClawRover(Rover):
         if steering is not None and not callable(getattr(steering, "set_steer", None)):
             raise TypeError(f"{dev}: steering must have a set_steer(steer_rad) method")
         self.mapping = check_mapping(mapping, layout, dev)
-        self.threaded = bool(threaded)
         self.serial_timeout_s = float(serial_timeout_s)
         self._timeout_100ms = int(round(self.serial_timeout_s * 10))
-        self.command_timeout_s = float(command_timeout_s)
         self.reply_timeout_s = float(reply_timeout_s)
-        self.cycle_period_s = float(cycle_period_s)
         self.max_failed_polls = max_failed_polls
         self.command_retries = command_retries
         self.steering = steering
@@ -361,25 +347,15 @@ class RoboClawRover(Rover):
             self._motors[ch.addr][ch.motor - 1] = (w, ch.sign)
             self._sign[w] = ch.sign
 
-        self.transport = transport if transport is not None else Transport(
-            str(port), baudrate=baudrate, clock=self.clock, candidates=candidates)
-        self._bus = BusLock()
-        self.gate = CommandGate(max_age_s=self.command_timeout_s, clock=self.clock)
-        self.watchdog = Watchdog(self.command_timeout_s, self._on_watchdog, clock=self.clock, name=dev)
+        self._init_link(port, baudrate=baudrate, candidates=candidates, transport=transport, threaded=threaded,
+                        command_timeout_s=command_timeout_s, cycle_period_s=cycle_period_s)
         self.stats = LinkStats()
-        self._state_lock = threading.RLock()
-        self._link_up = False
-        self._link_reason = "not connected"
-        self._zero_pending = False
         self._quiet_until = -math.inf
         self._fail_count = {a: 0 for a in self.addresses}
         self._ctrl_gen = {a: 0 for a in self.addresses}     # newest command generation each controller acked
         self._wired_gen = 0
         self._counted_gen = 0
         self._cmd_hold_until = -math.inf
-        self._recover_next_s = -math.inf
-        self._recover_backoff = 0.05
-        self._connected_once = False
         # telemetry state
         self._counts = np.zeros(n, dtype=np.int64)
         self._count_t = np.full(n, math.nan)
@@ -405,55 +381,16 @@ class RoboClawRover(Rover):
                                                                 Cmd.READ_SERIAL_TIMEOUT)]
         self._slow_i = 0
         self._warned_steer = False
-        self._warned_drop_t = -math.inf
         self.commanded_steer_rad = np.zeros(n)
-        self.events: collections.deque = collections.deque(maxlen=200)
-        self._io_thread: threading.Thread | None = None
-        self._stop_evt = threading.Event()
-        self._wake = threading.Event()
-        self._last_cycle_start = math.nan
         self._pending_reads: collections.deque = collections.deque()
 
     # ------------------------------------------------------------------ properties
-    @property
-    def link_up(self) -> bool:
-        return self._link_up
-
-    @property
-    def link_reason(self) -> str:
-        """Why the link is down (or the last reason it went down)."""
-        return self._link_reason
-
     @property
     def firmware(self) -> dict:
         """Version text of every controller, by address."""
         return dict(self._firmware)
 
-    def _event(self, kind: str, detail: str) -> None:
-        self.events.append((self.clock.now(), kind, detail))
-
     # ------------------------------------------------------------------ Rover hooks
-    def _open(self) -> None:
-        self.transport.open()
-        self._connect()
-        if self.threaded:
-            self._stop_evt.clear()
-            self._io_thread = threading.Thread(target=self._io_loop, name=f"{self.name}-io", daemon=True)
-            self._io_thread.start()
-            self.watchdog.start()
-
-    def _close(self) -> None:
-        self._stop_evt.set()
-        self._wake.set()
-        self.watchdog.stop()
-        t = self._io_thread
-        if t is not None and t is not threading.current_thread():
-            t.join(2.0)
-        self._io_thread = None
-        self._link_up = False
-        self._link_reason = "closed"
-        self.transport.close()
-
     def _arm(self) -> None:
         if not self._link_up:
             raise LinkLost(f"{self.name}: cannot arm: link to the RoboClaw bus is down ({self._link_reason})")
@@ -475,12 +412,7 @@ class RoboClawRover(Rover):
             log.warning("%s: corner steering is not on the RoboClaw bus and no steering backend was given: "
                         "steering commands are stored, not executed", self.name)
         if not self._link_up or self._device_stop:
-            self.stats.dropped_commands += 1
-            now = self.clock.now()
-            if now - self._warned_drop_t > 1.0:
-                self._warned_drop_t = now
-                why = self._link_reason if not self._link_up else self._device_stop.describe()
-                log.warning("%s: command dropped, rover treated as stopped: %s", self.name, why)
+            self._drop_command(lambda: self._link_reason if not self._link_up else self._device_stop.describe())
             return
         pps = np.rint(speed_radps * self._pps_per_radps * self._sign)
         pps = np.clip(pps, -_S32_MAX, _S32_MAX).astype(np.int64)
@@ -491,27 +423,13 @@ class RoboClawRover(Rover):
         self.watchdog.feed(bool(np.any(pps != 0)))
         self._wake.set()
 
-    def _stop(self) -> None:
-        self.gate.block()
-        self.watchdog.idle()
-        self._write_zero("stop")
-
-    def _discard_pending(self) -> None:
-        self.gate.block()
-
     def _read_telemetry(self) -> Telemetry:
         now = self.clock.now()
         n = self.layout.n_wheels
         with self._state_lock:
             up = self._link_up
-            faults = Fault.NONE
-            if not up:
-                faults |= Fault.LINK_LOST
-            if self.watchdog.tripped:
-                faults |= Fault.WATCHDOG
-            if now - self._protocol_t < _FAULT_HOLD_S:
-                faults |= Fault.PROTOCOL
-            if now - self._encoder_fault_t < _FAULT_HOLD_S or self._frozen_reported.any():
+            faults = self._link_faults(now, up)
+            if now - self._encoder_fault_t < FAULT_HOLD_S or self._frozen_reported.any():
                 faults |= Fault.ENCODER_FAULT
             for a in self.addresses:
                 faults |= status_faults(self._status[a], self._status_bytes[a])
@@ -577,10 +495,7 @@ class RoboClawRover(Rover):
                 self._write_zero("retry of an unconfirmed stop", priority=False)
             self._service_command()
             if not self._pending_reads:
-                now = self.clock.now()
-                if math.isfinite(self._last_cycle_start):
-                    self.stats.cycle_s.append(now - self._last_cycle_start)
-                self._last_cycle_start = now
+                self._count_cycle()
                 self._pending_reads.extend(self._cycle_reads())
             budget = len(self._pending_reads) if max_reads is None else max(1, int(max_reads))
             for _ in range(budget):
@@ -600,34 +515,6 @@ class RoboClawRover(Rover):
         except LinkLost as e:
             self._pending_reads.clear()
             self._link_lost(str(e), port_gone=self.transport.lost)
-
-    def poll_watchdog(self) -> bool:
-        """Check the host watchdog now (``threaded=False``); True if it tripped and stopped the rover."""
-        return self.watchdog.poll()
-
-    # ------------------------------------------------------------------ threads
-    def _io_loop(self) -> None:
-        while not self._stop_evt.is_set():
-            t0 = time.monotonic()
-            try:
-                self.spin_once()
-            except Exception:                               # the I/O thread must never die
-                log.exception("%s: I/O cycle failed", self.name)
-            if self._stop_evt.is_set():
-                break
-            wait = self.cycle_period_s - (time.monotonic() - t0) if self._link_up else 0.01
-            if wait > 0:
-                self._wake.wait(wait)
-            self._wake.clear()
-
-    def _on_watchdog(self, reason: str) -> None:
-        self.gate.drop_stale()
-        self._event("watchdog", reason)
-        last = self.watchdog.last_feed_s
-        t_wire = self._write_zero(f"watchdog: {reason}")
-        if t_wire is not None:
-            self.stats.watchdog_stop_s.append(t_wire - last)
-            self.stats.watchdog_late_s.append(t_wire - (last + self.watchdog.timeout_s))
 
     # ------------------------------------------------------------------ transactions (bus lock held)
     def _quiet(self) -> None:
@@ -751,7 +638,7 @@ class RoboClawRover(Rover):
             self._link_reason = "connected"
         self._zero_pending = False
         self._connected_once = True
-        self._recover_backoff = 0.05
+        self._recover_backoff = RECOVER_BACKOFF_S
         log.info("%s: connected to roboclaw %s (%s)", self.name, ", ".join(f"0x{a:02x}" for a in self.addresses),
                  "; ".join(sorted(set(self._firmware.values()))))
 
@@ -793,24 +680,10 @@ class RoboClawRover(Rover):
         log.warning("%s: roboclaw 0x%02x: status width not detected; assuming 4 bytes", self.name, a)
         return 4
 
-    def _link_lost(self, reason: str, *, port_gone: bool = False) -> None:
-        with self._state_lock:
-            was_up = self._link_up
-            self._link_up = False
-            self._link_reason = reason
-        self.gate.block()
-        if port_gone and not self.transport.lost:
-            self.transport.mark_lost(reason)
-        if was_up:
-            self.stats.link_losses += 1
-            self._zero_pending = True
-            self._recover_next_s = self.clock.now() + self._recover_backoff
-            self._event("link_lost", reason)
-            log.error("%s: link lost: %s; rover treated as stopped", self.name, reason)
-            if self.transport.is_open:
-                self._best_effort_zero()
+    def _on_link_lost(self) -> None:
+        self._zero_pending = True                          # the stop is retried once the link is back
 
-    def _best_effort_zero(self) -> None:
+    def _best_effort_stop(self) -> None:
         """One zero-speed packet to every controller, failures not counted (some may still listen)."""
         for a in self.addresses:
             try:
@@ -822,30 +695,6 @@ class RoboClawRover(Rover):
                         self.transport.read(1, self.reply_timeout_s)
             except DriverError:
                 return
-
-    def _recover(self) -> None:
-        now = self.clock.now()
-        if now < self._recover_next_s:
-            return
-        if not self.transport.is_open:
-            if not self.transport.try_reopen():
-                return
-            self._event("reopened", f"port reopened as {self.transport.current_url}")
-        try:
-            self._connect()
-        except LinkLost as e:
-            self._link_reason = f"reconnect failed: {e}"
-            return
-        except DriverError as e:
-            self._recover_next_s = self.clock.now() + self._recover_backoff
-            self._recover_backoff = min(self._recover_backoff * 2.0, 1.0)
-            self._link_reason = f"reconnect failed: {e}"
-            log.debug("%s: %s", self.name, self._link_reason)
-            return
-        self.stats.reconnects += 1
-        self._event("reconnected", f"link up again on {self.transport.current_url}; waiting for a fresh command")
-        log.warning("%s: link restored on %s; no motion until a fresh command", self.name,
-                    self.transport.current_url)
 
     # ------------------------------------------------------------------ commands
     def _service_command(self) -> None:
@@ -1019,26 +868,8 @@ class RoboClawRover(Rover):
         prev_t = self._count_t[w]
         if math.isfinite(prev_t):
             d = int(encoder_delta(s, self._counts[w]))
-            dt = max(t - prev_t, 0.0)
-            limit = (2.0 * self._max_pps + 500.0) * max(dt, 0.05) + 50.0
-            if abs(d) > limit:
-                self._encoder_fault_t = t
-                self.stats.encoder_faults += 1
-                self.events.append((t, "encoder_jump", f"{self.layout.names[w]}: count jumped by {d} in {dt:.3f} s "
-                                                      f"(reset, glitch or bad data)"))
-            moving = abs(self._cmd_pps[w]) > 0.1 * self._max_pps
-            if moving and d == 0:
-                if not math.isfinite(self._frozen_since[w]):
-                    self._frozen_since[w] = t
-                elif t - self._frozen_since[w] >= _FREEZE_S and not self._frozen_reported[w]:
-                    self._frozen_reported[w] = True
-                    self._encoder_fault_t = t
-                    self.stats.encoder_faults += 1
-                    self.events.append((t, "encoder_frozen", f"{self.layout.names[w]}: count unchanged for "
-                                                            f"{t - self._frozen_since[w]:.2f} s while commanded"))
-            else:
-                self._frozen_since[w] = math.nan
-                self._frozen_reported[w] = False
+            self._check_encoder(w, d, max(t - prev_t, 0.0), t, abs(self._cmd_pps[w]) > 0.1 * self._max_pps,
+                                self._max_pps)
         self._counts[w] = s
         self._count_t[w] = t
 

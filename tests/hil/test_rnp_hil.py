@@ -21,13 +21,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import serial
 
 import nav
 import sim.devices as sd
@@ -36,11 +34,14 @@ from drivers import rnp_codec
 from drivers.base import STOPPING_FAULTS
 from drivers.errors import DeviceFault, DeviceTimeout, EStopActive
 from drivers.rnp import RnpRover
-from drivers.transport import PortInUse, Transport
+from drivers.transport import Transport
 from sim.devices.faults import (AckFault, BadContent, BitFlips, Disconnect, DropFrames, EncoderFreeze, EncoderReset,
-                                EncoderWrap, ErrorFlags, Latency, Reboot, SecondOpener, Silence, Stall,
+                                EncoderWrap, ErrorFlags, Latency, Reboot, Silence, Stall,
                                 TruncateFrames, UsbLatencyTimer)
 from sim.devices.pty import open_pty_device
+
+from _hil_bench import (ALL, HIL, SIM_PTY, PtyBenchBase, RealBenchBase, SimBenchBase, bench_lifecycle,
+                        second_driver_is_refused, second_reader, threads_alive)
 
 ROOT = Path(__file__).resolve().parents[2]
 ROVER_PORT = os.environ.get("ROVER_PORT")
@@ -61,9 +62,8 @@ def _nonzero_wheels(device, since_s=-math.inf):
 
 
 # ----------------------------------------------------------------------------- benches
-class SimBench:
+class SimBench(SimBenchBase):
     """sim:// step mode: one thread, simulated time."""
-    kind = "sim"
 
     def __init__(self, name=None, **driver_kw):
         _n[0] += 1
@@ -77,56 +77,18 @@ class SimBench:
         self.rover = RnpRover(f"sim://{self.name}-by-id", nav.load_rover("skidsteer"), clock=w.clock,
                               threaded=False, **driver_kw)
 
-    def now(self):
-        return self.clock.now()
-
-    def inject(self, *faults):
-        self.att.inject(*faults)
-
-    def _ctl(self, cmd):
-        if cmd is None:
-            return None
-
-        def control(t):
-            try:
-                self.rover.set_twist(*cmd)
-            except EStopActive:
-                pass
-        return control
-
-    def run(self, seconds, cmd=None, period=0.1):
-        sd.run_stepped(self.world, self.rover, seconds, control=self._ctl(cmd), control_period_s=period)
-
-    def wait_until(self, pred, timeout, cmd=None, period=0.1):
-        t0 = self.now()
-        hit = []
-        sd.run_stepped(self.world, self.rover, timeout, control=self._ctl(cmd), control_period_s=period,
-                       until=lambda t: bool(pred()) and not hit.append(t))
-        return (hit[0] - t0) if hit else None
-
-    def real_path(self):
-        return sd.resolve(f"{self.name}-by-id")
-
-    def dead_host(self, seconds):
-        """Only the world and the board run (the host process is gone)."""
-        sd.run_stepped(self.world, self.rover, seconds, spin=False, watchdog=False)
-
     def moving(self):
         return bool(np.all(self.device.outputs_radps() != 0))
 
     def stopped(self):
         return not self.device.outputs_radps().any()
 
-    def close(self):
-        self.rover.close()
-        self.att.close()
 
-
-class PtyBench:
+class PtyBench(PtyBenchBase):
     """A real pty in real time; the driver threaded on the monotonic clock. Generous reply timeouts and a
     20 Hz control stream: the machine running the suite may be loaded (real-time margins, not the bounds
     under test, are what a loaded machine eats)."""
-    kind = "pty"
+    control_period_s = 0.05
 
     def __init__(self, tmp_path, **driver_kw):
         driver_kw.setdefault("reply_timeout_s", 0.1)
@@ -137,101 +99,23 @@ class PtyBench:
         self.path = self.dev.path
         self.rover = RnpRover(self.path, nav.load_rover("skidsteer"), **driver_kw)
 
-    def now(self):
-        return self.clock.now()                  # the board's clock (fault windows, device logs)
-
-    def inject(self, *faults):
-        self.dev.inject(*faults)
-
-    def real_path(self):
-        return os.path.realpath(self.path)
-
-    def _send(self, cmd):
-        try:
-            self.rover.set_twist(*cmd)
-        except EStopActive:
-            pass
-
-    def run(self, seconds, cmd=None, period=0.05):
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            if cmd is not None:
-                self._send(cmd)
-            time.sleep(min(period, max(0.0, end - time.monotonic())))
-
-    def wait_until(self, pred, timeout, cmd=None, period=0.05):
-        t0 = time.monotonic()
-        next_cmd = t0
-        while time.monotonic() - t0 < timeout:
-            if pred():
-                return time.monotonic() - t0
-            if cmd is not None and time.monotonic() >= next_cmd:
-                self._send(cmd)
-                next_cmd += period
-            time.sleep(0.002)
-        return time.monotonic() - t0 if pred() else None
-
-    def moving(self):
-        return bool(np.all(self.device.outputs_radps() != 0))
-
-    def stopped(self):
-        return not self.device.outputs_radps().any()
-
-    def close(self):
-        self.rover.close()
-        self.dev.close()
+    moving = SimBench.moving
+    stopped = SimBench.stopped
 
 
-class RealBench(PtyBench):
+class RealBench(RealBenchBase, PtyBench):
     """A physical rover on ROVER_PORT: no board to look into, no faults to inject."""
-    kind = "hil"
-
-    def __init__(self, **driver_kw):
-        driver_kw.pop("device_kw", None)
-        self.path = ROVER_PORT
-        self.device = self.sim_rover = None
-        self.clock = None
-        self.rover = RnpRover(ROVER_PORT, nav.load_rover(ROVER_PROFILE), **driver_kw)
-
-    def now(self):
-        return time.monotonic()
-
-    def inject(self, *faults):
-        pytest.skip("fault injection needs a virtual device")
-
-    def _speeds(self):
-        return np.abs(self.rover.read_telemetry().wheel_speed_radps)
-
-    def moving(self):
-        return bool(np.all(self._speeds() > 0.5))
-
-    def stopped(self):
-        s = self._speeds()
-        return bool(np.all(np.isfinite(s)) and np.all(s < 0.1))
-
-    def close(self):
-        self.rover.close()
-
-
-HIL = pytest.param("hil", marks=pytest.mark.hil)
-ALL = ["sim", "pty", HIL]
-SIM_PTY = ["sim", "pty"]
+    rover_cls, port, profile = RnpRover, ROVER_PORT, ROVER_PROFILE
 
 
 @pytest.fixture
 def bench(request, tmp_path):
     kind, kw = request.param if isinstance(request.param, tuple) else (request.param, {})
-    kw = dict(kw)
-    if kind == "hil" and not (ROVER_PORT and ROVER_PROTOCOL == "rnp"):
-        pytest.skip("needs a real RNP rover: set ROVER_PORT (e.g. /dev/serial/by-id/usb-Arduino...), "
+    yield from bench_lifecycle(
+        kind, dict(kw), tmp_path, SimBench, PtyBench, RealBench,
+        real_ok=bool(ROVER_PORT and ROVER_PROTOCOL == "rnp"),
+        skip_reason="needs a real RNP rover: set ROVER_PORT (e.g. /dev/serial/by-id/usb-Arduino...), "
                     "ROVER_PROTOCOL=rnp and ROVER_PROFILE (default skidsteer); put the rover on a stand")
-    b = SimBench(**kw) if kind == "sim" else PtyBench(tmp_path, **kw) if kind == "pty" else RealBench(**kw)
-    yield b
-    try:
-        b.close()
-    finally:
-        if kind == "pty":
-            assert b.rover._io_thread is None          # joined: the I/O thread survived to the end
 
 
 def start(b):
@@ -239,11 +123,6 @@ def start(b):
     b.rover.arm()
     b.run(0.5 if b.kind == "hil" else 0.25, cmd=DRIVE)     # a real wheel needs ~0.3 s to spin up
     assert b.moving(), "the rover should be driving"
-
-
-def threads_alive(b):
-    r = b.rover
-    return not r.threaded or (r._io_thread is not None and r._io_thread.is_alive() and r.watchdog.running)
 
 
 def board_watchdog_trips(b):
@@ -388,8 +267,12 @@ def test_board_backstop_when_the_host_process_is_killed(bench):
         assert b.wait_until(b.stopped, 1.5) is not None
         time.sleep(0.05)
         t_last = max(t for t, mt, s, p_ in list(b.device.requests))
-        (t_trip,) = board_watchdog_trips(b)
-        assert t_trip - t_last <= 0.3 + 0.01                      # + a pacer tick of lag
+        trips = board_watchdog_trips(b)
+        assert len(trips) == 1, trips
+        # + a pacer tick of lag, and room for the device thread being descheduled on a loaded machine (the
+        # virtual board runs in real time on the pty; the exact 0.3 s bound is checked on the sim clock in
+        # tests/sim/test_virtual_rnp.py)
+        assert trips[0] - t_last <= 0.3 + 0.1, trips[0] - t_last
     else:
         # read the board without touching its state: a HELLO would stop it by itself; a HEARTBEAT never
         # restarts motion after a watchdog trip
@@ -466,33 +349,11 @@ def test_a_second_process_on_the_port(bench):
     b = bench
     start(b)
     r = b.rover
-    port = b.path if b.kind == "pty" else r.transport.current_url
-    with pytest.raises(PortInUse) as ei:                       # a second driver is refused, port named
-        Transport(port).open()
-    assert port in str(ei.value)
+    second_driver_is_refused(b)
     failed0, sessions0 = r.stats.failed_polls, r.stats.resyncs + r.stats.reconnects
-    if b.kind == "pty":                # a real non-exclusive opener: steals bytes and says HELLO once
-        stop = threading.Event()
-        thief = serial.Serial(b.path, timeout=0.005)
-        thief.write(bytes.fromhex("04 01 01 02 04 01 a4 a2 00"))    # HELLO: the board stops and disarms
-
-        def steal():
-            while not stop.is_set():
-                try:
-                    thief.read(64)
-                except serial.SerialException:       # "multiple access on port": the driver read first
-                    pass
-
-        th = threading.Thread(target=steal, daemon=True)
-        th.start()
-        b.run(0.5, cmd=DRIVE)
-        stop.set()
-        th.join(2)
-        thief.close()
-    else:
-        t0 = b.now()
-        b.inject(SecondOpener(steal_prob=0.3, start_s=t0, end_s=t0 + 1.0))
-        b.run(1.0, cmd=DRIVE)
+    # on a pty a real non-exclusive opener steals bytes and says HELLO once (the board stops and disarms)
+    second_reader(b, 0.5, DRIVE, first_write=bytes.fromhex("04 01 01 02 04 01 a4 a2 00"))
+    if b.kind != "pty":
         assert r.stats.failed_polls > failed0
     if b.kind == "pty":
         # the foreign HELLO disarmed the board: the session is re-established (NOT_ARMED noticed -> resync,

@@ -21,13 +21,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import serial
 
 import nav
 import sim.devices as sd
@@ -37,11 +35,14 @@ from drivers.base import STOPPING_FAULTS
 from drivers.errors import DeviceTimeout, EStopActive
 from drivers.roboclaw import RoboClawRover
 from drivers.roboclaw_codec import Cmd, StatusFlags
-from drivers.transport import PortInUse, Transport
+from drivers.transport import Transport
 from sim.devices.faults import (AckFault, BadContent, BitFlips, Disconnect, DropFrames, EncoderFreeze, EncoderReset,
-                                EncoderWrap, ErrorFlags, Latency, Reboot, SecondOpener, Silence, Stall,
+                                EncoderWrap, ErrorFlags, Latency, Reboot, Silence, Stall,
                                 TruncateFrames, UsbLatencyTimer)
 from sim.devices.pty import open_pty_device
+
+from _hil_bench import (ALL, HIL, SIM_PTY, PtyBenchBase, RealBenchBase, SimBenchBase, bench_lifecycle,
+                        second_driver_is_refused, second_reader, threads_alive)
 
 ROOT = Path(__file__).resolve().parents[2]
 ROVER_PORT = os.environ.get("ROVER_PORT")
@@ -52,9 +53,8 @@ _n = [0]
 
 
 # ----------------------------------------------------------------------------- benches
-class SimBench:
+class SimBench(SimBenchBase):
     """sim:// step mode: one thread, simulated time."""
-    kind = "sim"
 
     def __init__(self, name=None, **driver_kw):
         _n[0] += 1
@@ -67,44 +67,10 @@ class SimBench:
         driver_kw.setdefault("candidates", lambda: sd.urls(f"{self.name}*"))
         self.rover = RoboClawRover(f"sim://{self.name}-by-id", nav.load_rover("osr"), clock=w.clock,
                                    threaded=False, **driver_kw)
-
-    def now(self):
-        return self.clock.now()
-
-    def inject(self, *faults):
-        self.att.inject(*faults)
-
-    def _ctl(self, cmd):
-        if cmd is None:
-            return None
-
-        def control(t):
-            try:
-                self.rover.set_twist(*cmd)
-            except EStopActive:
-                pass
-        return control
+        self.step_kw = {"spin": self._spin}
 
     def _spin(self):
         self.rover.spin_once(max_reads=1)        # control and watchdog between transactions, as with threads
-
-    def run(self, seconds, cmd=None, period=0.1):
-        sd.run_stepped(self.world, self.rover, seconds, control=self._ctl(cmd), control_period_s=period,
-                       spin=self._spin)
-
-    def wait_until(self, pred, timeout, cmd=None, period=0.1):
-        t0 = self.now()
-        hit = []
-        sd.run_stepped(self.world, self.rover, timeout, control=self._ctl(cmd), control_period_s=period,
-                       spin=self._spin, until=lambda t: bool(pred()) and not hit.append(t))
-        return (hit[0] - t0) if hit else None
-
-    def real_path(self):
-        return sd.resolve(f"{self.name}-by-id")
-
-    def dead_host(self, seconds):
-        """Only the world and the device run (the host process is gone)."""
-        sd.run_stepped(self.world, self.rover, seconds, spin=False, watchdog=False)
 
     def moving(self):
         return bool(np.all(self.device.targets_pps() != 0))
@@ -112,14 +78,9 @@ class SimBench:
     def stopped(self):
         return not self.device.targets_pps().any()
 
-    def close(self):
-        self.rover.close()
-        self.att.close()
 
-
-class PtyBench:
+class PtyBench(PtyBenchBase):
     """A real pty in real time; the driver threaded on the monotonic clock."""
-    kind = "pty"
 
     def __init__(self, tmp_path, **driver_kw):
         self.dev = open_pty_device("roboclaw", "osr", world=sd.flat_world(size_m=40.0, cell_size_m=0.1),
@@ -129,102 +90,23 @@ class PtyBench:
         self.path = self.dev.path
         self.rover = RoboClawRover(self.path, nav.load_rover("osr"), **driver_kw)
 
-    def now(self):
-        return self.clock.now()                  # the device's clock (fault windows, device logs)
-
-    def inject(self, *faults):
-        self.dev.inject(*faults)
-
-    def real_path(self):
-        return os.path.realpath(self.path)
-
-    def _send(self, cmd):
-        try:
-            self.rover.set_twist(*cmd)
-        except EStopActive:
-            pass
-
-    def run(self, seconds, cmd=None, period=0.1):
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            if cmd is not None:
-                self._send(cmd)
-            time.sleep(min(period, max(0.0, end - time.monotonic())))
-
-    def wait_until(self, pred, timeout, cmd=None, period=0.1):
-        t0 = time.monotonic()
-        next_cmd = t0
-        while time.monotonic() - t0 < timeout:
-            if pred():
-                return time.monotonic() - t0
-            if cmd is not None and time.monotonic() >= next_cmd:
-                self._send(cmd)
-                next_cmd += period
-            time.sleep(0.002)
-        return time.monotonic() - t0 if pred() else None
-
-    def moving(self):
-        return bool(np.all(self.device.targets_pps() != 0))
-
-    def stopped(self):
-        return not self.device.targets_pps().any()
-
-    def close(self):
-        self.rover.close()
-        self.dev.close()
+    moving = SimBench.moving
+    stopped = SimBench.stopped
 
 
-class RealBench(PtyBench):
+class RealBench(RealBenchBase, PtyBench):
     """A physical rover on ROVER_PORT: no device to look into, no faults to inject."""
-    kind = "hil"
-
-    def __init__(self, **driver_kw):
-        driver_kw.pop("device_kw", None)
-        self.path = ROVER_PORT
-        self.device = self.sim_rover = None
-        self.clock = None
-        self.rover = RoboClawRover(ROVER_PORT, nav.load_rover(ROVER_PROFILE), **driver_kw)
-
-    def now(self):
-        return time.monotonic()
-
-    def inject(self, *faults):
-        pytest.skip("fault injection needs a virtual device")
-
-    def _speeds(self):
-        return np.abs(self.rover.read_telemetry().wheel_speed_radps)
-
-    def moving(self):
-        return bool(np.all(self._speeds() > 0.5))
-
-    def stopped(self):
-        s = self._speeds()
-        return bool(np.all(np.isfinite(s)) and np.all(s < 0.1))
-
-    def close(self):
-        self.rover.close()
-
-
-HIL = pytest.param("hil", marks=pytest.mark.hil)
-ALL = ["sim", "pty", HIL]
-SIM_PTY = ["sim", "pty"]
+    rover_cls, port, profile = RoboClawRover, ROVER_PORT, ROVER_PROFILE
 
 
 @pytest.fixture
 def bench(request, tmp_path):
-    kind = request.param
     kw = getattr(request, "node").get_closest_marker("driver_kw")
-    kw = dict(kw.kwargs) if kw else {}
-    if kind == "hil" and (not ROVER_PORT or os.environ.get("ROVER_PROTOCOL", "roboclaw") != "roboclaw"):
-        pytest.skip("needs a real rover: set ROVER_PORT (e.g. /dev/serial/by-id/usb-...RoboClaw...) and "
+    yield from bench_lifecycle(
+        request.param, dict(kw.kwargs) if kw else {}, tmp_path, SimBench, PtyBench, RealBench,
+        real_ok=bool(ROVER_PORT) and os.environ.get("ROVER_PROTOCOL", "roboclaw") == "roboclaw",
+        skip_reason="needs a real rover: set ROVER_PORT (e.g. /dev/serial/by-id/usb-...RoboClaw...) and "
                     "ROVER_PROFILE (default osr); put the rover on a stand")
-    b = SimBench(**kw) if kind == "sim" else PtyBench(tmp_path, **kw) if kind == "pty" else RealBench(**kw)
-    yield b
-    try:
-        b.close()
-    finally:
-        if kind == "pty":
-            assert b.rover._io_thread is None          # joined: the I/O thread survived to the end
 
 
 def start(b):
@@ -239,11 +121,6 @@ def last_packet_by_address(device):
     for t, a, c, args in list(device.requests):
         last[a] = max(last.get(a, -math.inf), t)
     return last
-
-
-def threads_alive(b):
-    r = b.rover
-    return not r.threaded or (r._io_thread is not None and r._io_thread.is_alive() and r.watchdog.running)
 
 
 # ----------------------------------------------------------------------------- normal operation
@@ -599,32 +476,10 @@ def test_a_second_process_on_the_port(bench):
     b = bench
     start(b)
     r = b.rover
-    with pytest.raises(PortInUse) as ei:                       # a second driver is refused, port named
-        Transport(b.path if b.kind == "pty" else r.transport.current_url).open()
-    assert (b.path if b.kind == "pty" else r.transport.current_url) in str(ei.value)
+    second_driver_is_refused(b)
     failed0 = r.stats.failed_polls
-    if b.kind == "pty":                                        # a real non-exclusive reader steals bytes
-        stop = threading.Event()
-        thief = serial.Serial(b.path, timeout=0.005)
-
-        def steal():
-            while not stop.is_set():
-                try:
-                    thief.read(64)
-                except serial.SerialException:       # "multiple access on port": the driver read first
-                    pass
-
-        th = threading.Thread(target=steal, daemon=True)
-        th.start()
-        b.run(0.4, cmd=DRIVE)
-        stop.set()
-        th.join(2)
-        thief.close()
-    else:
-        t0 = b.now()
-        b.inject(SecondOpener(steal_prob=0.3, start_s=t0, end_s=t0 + 1.0))
-        b.run(1.0, cmd=DRIVE)
-    assert r.stats.failed_polls > failed0
+    second_reader(b, 0.4, DRIVE, until=lambda: r.stats.failed_polls > failed0)   # on a pty a real non-exclusive
+    assert r.stats.failed_polls > failed0                                          # reader steals bytes
     assert b.wait_until(lambda: r.link_up, 2.0) is not None
     b.run(0.3, cmd=DRIVE)
     assert b.moving() and threads_alive(b)
