@@ -40,6 +40,7 @@ run "Rover physics (RoverModel)" python benchmarks/bench_physics.py
 run "Simulated traverse through the Rover interface (SimRover)" python benchmarks/bench_sim.py
 run "Stereo camera rendering" env NUMBA_NUM_THREADS=1 python benchmarks/bench_render.py
 run "Stereo terrain mapping" env NUMBA_NUM_THREADS=1 python benchmarks/bench_stereo_map.py
+run "Stereo visual odometry (vs a naive ORB pipeline)" env NUMBA_NUM_THREADS=1 python benchmarks/bench_vo.py
 run "State estimator: wheels vs IMU vs VO, slip" python benchmarks/bench_estimator.py
 run "Traverse log: MCAP (hil.mcaplog) vs JSON lines" python benchmarks/bench_mcaplog.py
 run "Serial drivers: RoboClaw bus over a pty" python benchmarks/bench_drivers.py

@@ -9,6 +9,8 @@ Subcommands::
                  serve a virtual device on a pseudo-terminal until Ctrl-C
     rover drive  --port URL --protocol roboclaw|rnp|mavlink [--rover R] [--yes] [--script F] [--duration S]
                  keyboard teleop with live telemetry, for the bench
+    rover vo     SEQUENCE [--out DIR] [--max-frames N] [--poses FILE]
+                 stereo visual odometry over a KITTI-layout sequence: TUM trajectory, ATE/RPE, plot
 
 Exit status: 0 success, 1 the plan failed (no path, hazard, timeout — explained in a
 sentence), 2 bad input (unknown rover, malformed YAML or DEM, bad arguments).
@@ -217,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
 #: Modules adding subcommands; each defines ``register(subparsers)`` and keeps its heavy imports inside
 #: its command function, so ``rover --help`` stays fast. Errors: raise ``CliError`` (exit 2, one sentence)
 #: or return an exit status.
-_COMMAND_MODULES = ("hil.cmd_sim_device", "hil.cmd_drive")
+_COMMAND_MODULES = ("hil.cmd_sim_device", "hil.cmd_drive", "hil.cmd_vo")
 
 
 def main(argv=None) -> int:

@@ -94,6 +94,27 @@ for name in ("osr", "skidsteer"):
     bp = pl.settle(lp_tm, [(1.0, 2.0, 0.3, 0.0), (2.0, 1.5, -1.0, 0.5), (3.9, 2.0, 0.0, 0.0)])
     out["lp_settle_" + name] = np.nan_to_num(np.stack(bp[:8]), nan=-9.0)
     out["lp_ctg_" + name] = np.nan_to_num(ctg.at(np.array([[0.05, 0.05], [2.2, 1.7], [5.0, 1.0]])), posinf=-1.0)
+from perception.trajectory import se3_exp
+from perception.vo import match_stereo, refine_two_view, select_features
+vo_rng = np.random.default_rng(3)
+vo_l = (vo_rng.random((40, 64)) * 255).astype(np.uint8)
+vo_r = np.ascontiguousarray(np.roll(vo_l, -4, axis=1))
+vo_uv = np.array([[20.0, 10.0], [30.5, 20.0], [40.0, 30.0], [12.0, 25.0]])
+vo_d, vo_st = match_stereo(vo_l, vo_r, vo_uv, 0.0, 12.0)
+out["vo_match"] = np.r_[np.nan_to_num(vo_d, nan=-1.0), vo_st.astype(np.float64)]
+vo_xy = vo_rng.uniform(0, 64, (60, 2))
+out["vo_select"] = select_features(vo_xy, vo_rng.random(60), (64, 64), bucket_px=16, per_bucket=2).astype(np.float64)
+vo_K = np.array([[100.0, 0, 32], [0, 100.0, 24], [0, 0, 1]])
+vo_X = np.c_[vo_rng.uniform(-2, 2, (30, 2)), vo_rng.uniform(3, 8, 30)]
+vo_T = se3_exp(np.array([0.01, -0.02, 0.005, 0.05, 0.0, 0.2]))
+def vo_obs(X):
+    u = vo_K[0, 0] * X[:, 0] / X[:, 2] + vo_K[0, 2]
+    v = vo_K[1, 1] * X[:, 1] / X[:, 2] + vo_K[1, 2]
+    return np.c_[u, v, u - vo_K[0, 0] * 0.1 / X[:, 2]]
+vo_Xc = (vo_X - vo_T[:3, 3]) @ vo_T[:3, :3]
+vo_fit = refine_two_view(vo_K, 0.1, se3_exp(np.zeros(6)), vo_X + vo_rng.normal(0, 0.01, vo_X.shape), vo_obs(vo_X),
+                         vo_obs(vo_Xc) + vo_rng.normal(0, 0.2, (30, 3)), iterations=5, rounds=1)
+out["vo_refine"] = np.r_[vo_fit.T_ref_cur.ravel(), vo_fit.X_ref.ravel(), vo_fit.rms_px]
 np.savez(sys.argv[1], **out)
 '''
 
