@@ -41,7 +41,7 @@ run "Simulated traverse through the Rover interface (SimRover)" python benchmark
 run "Stereo camera rendering" env NUMBA_NUM_THREADS=1 python benchmarks/bench_render.py
 run "Stereo terrain mapping" env NUMBA_NUM_THREADS=1 python benchmarks/bench_stereo_map.py
 run "Stereo visual odometry (vs a naive ORB pipeline)" env NUMBA_NUM_THREADS=1 python benchmarks/bench_vo.py
-run "State estimator: wheels vs IMU vs VO, slip" python benchmarks/bench_estimator.py
+run "State estimator: wheels vs IMU vs VO, slip" env NUMBA_NUM_THREADS=1 python benchmarks/bench_estimator.py
 run "Traverse log: MCAP (hil.mcaplog) vs JSON lines" python benchmarks/bench_mcaplog.py
 run "Serial drivers: RoboClaw bus over a pty" python benchmarks/bench_drivers.py
 run "Serial drivers: RNP (our Arduino protocol) over a pty" python benchmarks/bench_drivers_rnp.py

@@ -936,12 +936,17 @@ class RoverEKF:
         ``T_ref_cur``, ``cov``, ``keyframe``) or note a failure (a falsy ``VOFailure`` with ``t_s``).
 
         The pose at ``t_s`` is kept (:meth:`mark_frame`) either way, so the next result may use this
-        frame as its reference. A result whose reference pose is no longer kept is not applied (falsy
-        return, reason given); so is one with a non-finite or non-positive-definite covariance.
+        frame as its reference; a result *or a failure* with ``keyframe=True`` (VO re-initialised at
+        that frame and will measure the next motions from it) is kept as a keyframe, protected from
+        pruning until a newer keyframe comes. A result whose reference pose is no longer kept is not
+        applied (falsy return, reason given); so is one with a non-finite or non-positive-definite
+        covariance.
         """
         t = _finite(getattr(result, "t_s", None), "result.t_s")
         ok = bool(result)
-        is_kf = bool(getattr(result, "keyframe", False)) if ok else False
+        # a failure with keyframe=True is VO's re-initialisation frame: the next result measures its
+        # motion from it, so its pose must survive pruning like any other keyframe's
+        is_kf = bool(getattr(result, "keyframe", False))
         ic = self._add_clone(t, is_kf)
         try:
             return self._apply_vo(result, ok, t, ic)
