@@ -46,6 +46,7 @@ run "Traverse log: MCAP (hil.mcaplog) vs JSON lines" python benchmarks/bench_mca
 run "Serial drivers: RoboClaw bus over a pty" python benchmarks/bench_drivers.py
 run "Serial drivers: RNP (our Arduino protocol) over a pty" python benchmarks/bench_drivers_rnp.py
 run "Serial drivers: MAVLink to an ArduPilot rover over a pty" python benchmarks/bench_drivers_mavlink.py
+run "Autonomous traverses (simulator, fast perception)" python benchmarks/bench_traverse.py
 marker="<!-- generated below by benchmarks/run_all.sh -->"
 head_part=$(mktemp)
 if grep -q "$marker" "$out" 2>/dev/null; then

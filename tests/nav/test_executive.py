@@ -1,0 +1,278 @@
+"""Tests of nav.executive (NavExecutive: the perceive-plan-drive cycle, goals and safety rules).
+
+A kinematic rover (unicycle integration of the commanded twist at 10 Hz) drives synthetic height maps
+drawn in this file; its "cameras" return the true heights inside a 70° cone from 0.4 m to 6 m (no
+occlusion). Oracles: nav.traversability of the TRUE map (a trajectory must never enter its lethal cells),
+geometry (keep-out discs, goal tolerances, waypoint order), field_dstar.cost_to_goal (the seeded
+cost-to-go), and the stated rules (stuck, tilt, pause).
+"""
+from __future__ import annotations
+
+import math
+from collections import namedtuple
+
+import numpy as np
+import pytest
+
+import nav
+from nav.executive import ExecCommand, ExecParams, NavExecutive, OverwriteMap, _seeded_cost_to_go
+from nav.field_dstar import cost_to_goal
+
+PROFILE = nav.load_rover("osr")
+CS = 0.1
+Local = namedtuple("Local", "height_m cell_size_m origin_xy_m")
+
+
+def _cone(z, x, y, yaw, fov_deg=70.0, rmin=0.4, rmax=6.0):
+    """The true heights the cameras see from (x, y, yaw), on the map's lattice."""
+    rows, cols = z.shape
+    k = int(rmax / CS) + 1
+    r, c = int(y / CS), int(x / CS)
+    r0, r1, c0, c1 = max(r - k, 0), min(r + k + 1, rows), max(c - k, 0), min(c + k + 1, cols)
+    yy = (np.arange(r0, r1) + 0.5) * CS
+    xx = (np.arange(c0, c1) + 0.5) * CS
+    dx, dy = xx[None, :] - x, yy[:, None] - y
+    d = np.hypot(dx, dy)
+    b = np.abs((np.arctan2(dy, dx) - yaw + np.pi) % (2 * np.pi) - np.pi)
+    m = (d >= rmin) & (d <= rmax) & (b <= math.radians(fov_deg / 2))
+    return Local(np.where(m, z[r0:r1, c0:c1], np.nan).astype(np.float32), CS, (c0 * CS, r0 * CS))
+
+
+def _drive(z, start, goals, *, keep_out=(), params=None, max_t=300.0, move=True, tilt=None, hook=None):
+    """Run the executive on the kinematic rover; returns (executive, trajectory (N, 2), commands)."""
+    grid = nav.TerrainMap(np.full(z.shape, np.nan, np.float32), CS)
+    ex = NavExecutive(PROFILE, grid, goals, keep_out=keep_out, params=params or ExecParams())
+    x, y, yaw = start
+    t, dt = 0.0, 0.1
+    traj, cmds = [(x, y)], []
+    while t < max_t:
+        if hook is not None:
+            hook(ex, t)
+        cmd = ex.step(t, (x, y, yaw), 0.0 if tilt is None else tilt(t))
+        cmds.append(cmd)
+        if cmd.finished:
+            break
+        if cmd.want_image:
+            ex.observe(_cone(z, x, y, yaw), t_s=t)
+        if cmd.want_plan:
+            ex.plan_and_install((x, y, yaw), t)
+        if move:
+            x += cmd.vx_mps * math.cos(yaw) * dt
+            y += cmd.vx_mps * math.sin(yaw) * dt
+            yaw += cmd.wz_radps * dt
+        traj.append((x, y))
+        t += dt
+    return ex, np.array(traj), cmds
+
+
+def _lethal_entries(z, traj):
+    cm = nav.traversability(nav.TerrainMap(z, CS), PROFILE)
+    rc = np.floor(np.asarray(traj)[:, ::-1] / CS).astype(int)
+    return int((~np.isfinite(cm.cost[rc[:, 0], rc[:, 1]])).sum())
+
+
+def _flat(w_m=16.0, h_m=10.0):
+    return np.zeros((int(h_m / CS), int(w_m / CS)), np.float32)
+
+
+# ----------------------------------------------------------------------------- driving
+def test_detours_around_a_wall_and_never_enters_a_lethal_cell():
+    z = _flat()
+    z[30:70, 78:81] = 0.5                       # a 0.5 m wall across the straight line, x = 7.8..8.1 m
+    ex, traj, _ = _drive(z, (2.0, 5.0, 0.0), [(14.0, 5.0, 0.3)])
+    assert ex.outcome == "reached", ex.reason
+    assert _lethal_entries(z, traj) == 0
+    assert np.hypot(traj[-1, 0] - 14.0, traj[-1, 1] - 5.0) <= 0.3 + 1e-9
+    length = float(np.hypot(*np.diff(traj, axis=0).T).sum())
+    assert 12.0 < length < 12.0 * 1.5           # a detour, not a wander
+    assert ex.summary()["plans"] >= 5 and ex.max_cross_track_m < 0.25
+
+
+def test_enclosed_goal_is_unreachable_with_the_blocking_cells_named():
+    z = _flat()
+    yy, xx = np.mgrid[0:z.shape[0], 0:z.shape[1]]
+    d = np.hypot((xx + 0.5) * CS - 12.0, (yy + 0.5) * CS - 5.0)
+    z[(d >= 1.5) & (d <= 1.8)] = 0.6            # a closed ring wall around the goal
+    ex, traj, cmds = _drive(z, (2.0, 5.0, 0.0), [(12.0, 5.0, 0.3)])
+    assert ex.outcome == "unreachable" and ex.state == "failed"
+    assert "unreachable" in ex.reason and "around the goal" in ex.reason, ex.reason
+    assert any(w in ex.reason for w in ("step", "slope", "roughness")), ex.reason
+    # the cell it names lies on the ring (grown by the rover radius)
+    import re
+    bx, by = (float(v) for v in re.search(r"\(x=([\d.]+) m, y=([\d.]+) m\), is", ex.reason).groups())
+    assert 0.8 <= math.hypot(bx - 12.0, by - 5.0) <= 2.4    # ring 1.5..1.8 m, hazard windows + rover radius
+    proof = ex.proof
+    assert isinstance(proof, nav.CostMap) and not np.isfinite(proof.cost[50, 120 - 16])  # the ring's west side
+    assert _lethal_entries(z, traj) == 0
+    assert cmds[-1].twist == (0.0, 0.0) and cmds[-1].finished
+    # it first drove closer to look again (the ring could have been a far-away misreading), then stopped
+    assert any(e[1] == "approach" for e in ex.events)
+    assert math.hypot(traj[-1, 0] - 12.0, traj[-1, 1] - 5.0) <= ex.params.approach_m + 0.5
+    assert float(np.hypot(*np.diff(traj, axis=0).T).sum()) < 10.0   # it did not wander
+
+
+def test_enclosed_goal_seen_from_close_is_unreachable_at_once():
+    z = _flat()
+    yy, xx = np.mgrid[0:z.shape[0], 0:z.shape[1]]
+    d = np.hypot((xx + 0.5) * CS - 7.0, (yy + 0.5) * CS - 5.0)
+    z[(d >= 1.5) & (d <= 1.8)] = 0.6
+    ex, traj, cmds = _drive(z, (4.0, 5.0, 0.0), [(7.0, 5.0, 0.3)])   # 3 m away: within approach_m
+    assert ex.outcome == "unreachable" and not any(e[1] == "approach" for e in ex.events)
+    assert float(np.hypot(*np.diff(traj, axis=0).T).sum()) < 0.5
+
+
+def test_keep_out_disc_is_respected():
+    z = _flat()
+    ko = (8.0, 5.0, 1.0)
+    ex, traj, _ = _drive(z, (2.0, 5.0, 0.0), [(14.0, 5.0, 0.3)], keep_out=[ko])
+    assert ex.outcome == "reached", ex.reason
+    d = np.hypot(traj[:, 0] - ko[0], traj[:, 1] - ko[1])
+    assert d.min() >= ko[2] + PROFILE.inflation_radius_m - 0.05   # the body stays out (centre + radius)
+
+
+def test_waypoints_visited_in_order():
+    z = _flat()
+    goals = [(5.0, 8.0, 0.4), (9.0, 2.0, 0.4), (14.0, 6.0, 0.3)]
+    ex, traj, cmds = _drive(z, (2.0, 5.0, 0.0), goals)
+    assert ex.outcome == "reached", ex.reason
+    reached = [e[2]["index"] for e in ex.events if e[1] == "goal_reached"]
+    assert reached == [0, 1, 2]
+    # first entry into each tolerance disc happens in order
+    first = [int(np.argmax(np.hypot(traj[:, 0] - gx, traj[:, 1] - gy) <= tol)) for gx, gy, tol in goals]
+    assert all(f > 0 for f in first) and first == sorted(first)
+    assert [c.goal_index for c in cmds][-1] == 3
+
+
+def test_stops_as_soon_as_inside_the_tolerance():
+    z = _flat()
+    ex, traj, cmds = _drive(z, (2.0, 5.0, 0.0), [(8.0, 5.0, 0.5)])
+    assert ex.outcome == "reached"
+    d = np.hypot(traj[:, 0] - 8.0, traj[:, 1] - 5.0)
+    first_in = int(np.argmax(d <= 0.5))
+    assert first_in == len(cmds) - 1            # the tick the rover is inside, the executive finishes
+    assert cmds[-1].twist == (0.0, 0.0) and 0.3 < d[-1] <= 0.5
+
+
+def test_stuck_rover_is_detected():
+    z = _flat()
+    params = ExecParams(stuck_time_s=5.0)
+    ex, traj, cmds = _drive(z, (2.0, 5.0, 0.0), [(12.0, 5.0, 0.3)], params=params, move=False, max_t=60)
+    assert ex.outcome == "stuck", ex.reason
+    assert "no progress" in ex.reason
+    moving = sum(1 for c in cmds if c.vx_mps or c.wz_radps)
+    assert 5.0 / 0.1 - 2 <= moving <= 5.0 / 0.1 + 2   # declared after ~stuck_time_s of commanded motion
+
+
+def test_tilt_beyond_the_limit_stops():
+    z = _flat()
+    ex, traj, cmds = _drive(z, (2.0, 5.0, 0.0), [(12.0, 5.0, 0.3)],
+                            tilt=lambda t: math.radians(30.0) if t > 3.0 else 0.0)
+    assert ex.outcome == "tilt" and "max_tilt_deg 25" in ex.reason
+    assert cmds[-1].twist == (0.0, 0.0)
+
+
+def test_pause_and_resume():
+    z = _flat()
+    seen = []
+
+    def hook(ex, t):
+        if abs(t - 3.0) < 1e-6:
+            ex.pause("e-stop")
+        if abs(t - 5.0) < 1e-6:
+            ex.resume()
+        seen.append(t)
+
+    ex, traj, cmds = _drive(z, (2.0, 5.0, 0.0), [(8.0, 5.0, 0.3)], hook=hook)
+    assert ex.outcome == "reached"
+    paused = [c for c in cmds if c.state == "paused"]
+    assert len(paused) == 20 and all(c.twist == (0.0, 0.0) and not c.want_plan for c in paused)
+    assert paused[0].reason == "e-stop"
+    after = cmds[len([c for c in cmds[:50]])]     # the tick at t = 5 s asks for a new image
+    assert after.want_image
+
+
+def test_stop_and_go_stops_between_steps():
+    z = _flat()
+    ex, traj, cmds = _drive(z, (2.0, 5.0, 0.0), [(10.0, 5.0, 0.3)], params=ExecParams(mode="stop_and_go"))
+    assert ex.outcome == "reached"
+    moving = np.array([c.vx_mps > 0 or c.wz_radps != 0 for c in cmds])
+    starts = int(np.count_nonzero(moving[1:] & ~moving[:-1]))
+    assert starts >= 8 / 0.5 - 3                 # one stop per ~0.5 m step
+    ex2, _, cmds2 = _drive(z, (2.0, 5.0, 0.0), [(10.0, 5.0, 0.3)])
+    moving2 = np.array([c.vx_mps > 0 or c.wz_radps != 0 for c in cmds2])
+    assert int(np.count_nonzero(moving2[1:] & ~moving2[:-1])) < starts / 3
+
+
+# ----------------------------------------------------------------------------- pieces
+def test_seeded_cost_to_go_matches_field_dstar_for_one_seed():
+    rng = np.random.default_rng(2)
+    cost = (1.0 + 3.0 * rng.random((40, 50))).astype(np.float32)
+    cost[rng.random(cost.shape) < 0.1] = np.inf
+    cost[20, 25] = 1.0
+    ref = cost_to_goal(cost, (20, 25), interp=True)
+    ours = _seeded_cost_to_go(cost, np.array([[20, 25]]), np.array([0.0]))
+    np.testing.assert_array_equal(np.isfinite(ours), np.isfinite(ref))
+    np.testing.assert_allclose(ours[np.isfinite(ref)], ref[np.isfinite(ref)], rtol=1e-12)
+    # two seeds with offsets: never above the best single-seed field, exact at the seeds
+    cost[5, 5] = 1.0
+    ref2 = cost_to_goal(cost, (5, 5), interp=True)
+    two = _seeded_cost_to_go(cost, np.array([[20, 25], [5, 5]]), np.array([3.0, 10.0]))
+    best = np.minimum(ref + 3.0, ref2 + 10.0)
+    fin = np.isfinite(best)
+    assert np.all(two[fin] <= best[fin] + 1e-9)
+    assert two[20, 25] == 3.0 and two[5, 5] == 10.0
+
+
+def test_overwrite_map_merges_on_the_lattice():
+    m = OverwriteMap(nav.TerrainMap(np.full((10, 10), np.nan, np.float32), 0.1))
+    h = np.full((2, 3), np.nan, np.float32)
+    h[1, 2] = 0.5
+    u = m.merge(Local(h, 0.1, (0.3, 0.4)))
+    assert list(zip(u.rows, u.cols)) == [(5, 5)] and m.height_m[5, 5] == np.float32(0.5)
+    with pytest.raises(ValueError, match="lattice"):
+        m.merge(Local(h, 0.1, (0.33, 0.4)))
+
+
+def test_bad_inputs_raise_clear_errors():
+    grid = nav.TerrainMap(np.zeros((50, 50), np.float32), CS)
+    with pytest.raises(ValueError, match=r"goals\[0\].*outside the map"):
+        NavExecutive(PROFILE, grid, [(9.0, 1.0, 0.3)])
+    with pytest.raises(ValueError, match="tolerance_m > 0"):
+        NavExecutive(PROFILE, grid, [(1.0, 1.0, 0.0)])
+    with pytest.raises(ValueError, match="goals must not be empty"):
+        NavExecutive(PROFILE, grid, [])
+    with pytest.raises(ValueError, match=r"keep_out\[0\]"):
+        NavExecutive(PROFILE, grid, [(1.0, 1.0, 0.3)], keep_out=[(1.0, 2.0)])
+    with pytest.raises(ValueError, match="ExecParams.mode"):
+        ExecParams(mode="fast")
+    with pytest.raises(ValueError, match="window_m"):
+        ExecParams(window_m=2.0)
+    with pytest.raises(TypeError, match="grid must be"):
+        NavExecutive(PROFILE, np.zeros((5, 5)), [(1.0, 1.0, 0.3)])
+    ex = NavExecutive(PROFILE, grid, [(4.0, 4.0, 0.3)])
+    with pytest.raises(ValueError, match="pose must be"):
+        ex.step(0.0, (1.0, 2.0))
+    cmd = ex.step(0.0, (1.0, 1.0, 0.0))
+    assert isinstance(cmd, ExecCommand) and cmd.want_image and not cmd.want_plan and cmd.twist == (0.0, 0.0)
+
+
+def test_plan_in_flight_during_a_pause_is_dropped():
+    z = _flat()
+    grid = nav.TerrainMap(np.full(z.shape, np.nan, np.float32), CS)
+    ex = NavExecutive(PROFILE, grid, [(8.0, 5.0, 0.3)])
+    pose = (2.0, 5.0, 0.0)
+    assert ex.step(0.0, pose).want_image
+    ex.observe(_cone(z, *pose), t_s=0.0)
+    assert ex.step(0.1, pose).want_plan
+    stale = ex.plan(pose, 0.1)                 # in flight (a worker thread on hardware)
+    ex.pause("link lost")
+    cmd = ex.step(0.2, pose)
+    assert cmd.state == "paused" and cmd.twist == (0.0, 0.0) and not cmd.want_image
+    ex.resume()
+    ex.install(stale, 0.3)                     # arrives after the resume: dropped
+    cmd = ex.step(0.4, pose)
+    assert cmd.want_image and cmd.twist == (0.0, 0.0) and ex.state == "waiting"
+    ex.observe(_cone(z, *pose), t_s=0.4)
+    assert ex.step(0.5, pose).want_plan
+    ex.plan_and_install(pose, 0.5)
+    assert ex.step(0.6, pose).vx_mps > 0 or ex.state == "driving"
