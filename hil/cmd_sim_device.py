@@ -28,7 +28,14 @@ def cmd_sim_device(args: argparse.Namespace) -> int:
         raise CliError(f"--baud {args.baud}: must be >= 0 (0 = no wire time)")
     rover = args.rover or ("osr" if args.protocol == "roboclaw" else "skidsteer")
     try:
-        serve_pty(args.protocol, rover, seed=args.seed, baud=args.baud or None, symlink=args.link)
+        serve_pty(args.protocol, rover, seed=args.seed, baud=args.baud or None, symlink=args.link,
+                  on_ready=_announce)
     except (OSError, ModuleNotFoundError) as e:
         raise CliError(f"cannot serve a virtual {args.protocol} device: {e}") from None
     return 0
+
+
+def _announce(path: str, description: str) -> None:
+    """The pty path on its own line (scripts read the first line), then what is behind it."""
+    print(path, flush=True)
+    print(f"# {description}", flush=True)

@@ -18,7 +18,7 @@ under a *new* ``/dev/pts`` number (a placeholder pty holds the old number meanwh
 adapter gets a new ``ttyUSB`` number — and repoints the symlink. A
 :class:`~sim.devices.faults.Disconnect` fault in the link's injector does both on its schedule.
 
-:func:`serve_pty` is the body of ``rover sim-device``: it prints the path and serves until Ctrl-C.
+:func:`serve_pty` is the body of ``rover sim-device``: it announces the path and serves until Ctrl-C.
 """
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ import logging
 import math
 import os
 import select
-import sys
 import threading
 import time
 import tty
@@ -370,22 +369,23 @@ def open_pty_device(protocol: str = "roboclaw", rover="osr", *, world=None, seed
 
 
 def serve_pty(protocol: str = "roboclaw", rover="osr", *, seed: int = 0, baud: int | None = 115200,
-              symlink: str | None = None, faults=(), rate: float = 1.0, out=None,
+              symlink: str | None = None, faults=(), rate: float = 1.0, on_ready=None,
               stop_event: threading.Event | None = None, **device_kw) -> None:
     """Serve a virtual ``protocol`` device for ``rover`` on a pty until Ctrl-C (or ``stop_event``).
 
-    Prints the path to open (and what is behind it) on ``out`` (default stdout). This is what
-    ``rover sim-device --protocol roboclaw`` runs.
+    Once serving, calls ``on_ready(path, description)`` with the path to open and a line saying what
+    is behind it (default: both are logged at INFO). ``rover sim-device`` prints them.
     """
-    out = sys.stdout if out is None else out
     dev = open_pty_device(protocol, rover, seed=seed, baud=baud, symlink=symlink, faults=faults, rate=rate,
                           **device_kw)
     try:
         what = repr(dev.device)
         wire = f"{baud} baud wire time modelled" if baud else "no wire time modelled"
-        print(dev.path, file=out, flush=True)
-        print(f"# {what} for rover {rover!r} on {dev.server.slave_path} ({wire}); Ctrl-C to stop", file=out,
-              flush=True)
+        description = f"{what} for rover {rover!r} on {dev.server.slave_path} ({wire}); Ctrl-C to stop"
+        if on_ready is None:
+            log.info("serving %s: %s", dev.path, description)
+        else:
+            on_ready(dev.path, description)
         while True:
             if stop_event is not None:
                 if stop_event.wait(0.2):

@@ -538,7 +538,11 @@ def test_pty_serves_the_board_raw(tmp_path):
         dev.close()
     out = io.StringIO()
     stop = threading.Event()
-    th = threading.Thread(target=serve_pty, kwargs=dict(protocol="rnp", rover="skidsteer", out=out, stop_event=stop),
+    def announce(path, what):
+        out.write(f"{path}\n# {what}\n")
+
+    th = threading.Thread(target=serve_pty, kwargs=dict(protocol="rnp", rover="skidsteer", on_ready=announce,
+                                                        stop_event=stop),
                           daemon=True)
     th.start()
     for _ in range(500):

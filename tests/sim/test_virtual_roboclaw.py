@@ -511,7 +511,11 @@ def test_pty_is_raw_and_carries_bytes_unchanged(tmp_path):
 def test_serve_pty_prints_the_path_and_serves_until_stopped():
     out = io.StringIO()
     stop = threading.Event()
-    th = threading.Thread(target=serve_pty, kwargs=dict(protocol="roboclaw", rover="osr", out=out, stop_event=stop),
+    def announce(path, what):
+        out.write(f"{path}\n# {what}\n")
+
+    th = threading.Thread(target=serve_pty, kwargs=dict(protocol="roboclaw", rover="osr", on_ready=announce,
+                                                        stop_event=stop),
                           daemon=True)
     th.start()
     for _ in range(500):
