@@ -183,16 +183,25 @@ class WheelLayout:
         """Least-squares body twist ``(vx, vy, wz)`` from wheel speeds and steering angles."""
         s = np.asarray(speed_radps, dtype=np.float64) * self.wheel_radius_m
         d = np.zeros(self.n_wheels) if steer_rad is None else np.asarray(steer_rad, dtype=np.float64)
-        x, y = self.position_xy_m[:, 0], self.position_xy_m[:, 1]
-        n = self.n_wheels
-        A = np.zeros((2 * n, 3))
-        A[:n, 0] = 1.0
-        A[:n, 2] = -y
-        A[n:, 1] = 1.0
-        A[n:, 2] = x
         b = np.concatenate([s * np.cos(d), s * np.sin(d)])
-        sol = np.linalg.lstsq(A, b, rcond=None)[0]
+        sol = self._forward_pinv() @ b
         return float(sol[0]), float(sol[1]), float(sol[2])
+
+    def _forward_pinv(self) -> np.ndarray:
+        """Pseudo-inverse of the (constant) wheel-velocity matrix of :meth:`forward`: each wheel contact
+        moves at ``(vx - wz y, vy + wz x)``; computed once per layout (forward runs every control tick)."""
+        P = self.__dict__.get("_pinv")
+        if P is None:
+            x, y = self.position_xy_m[:, 0], self.position_xy_m[:, 1]
+            n = self.n_wheels
+            A = np.zeros((2 * n, 3))
+            A[:n, 0] = 1.0
+            A[:n, 2] = -y
+            A[n:, 1] = 1.0
+            A[n:, 2] = x
+            P = np.linalg.pinv(A)
+            object.__setattr__(self, "_pinv", P)    # a cache on a frozen dataclass
+        return P
 
     # ------------------------------------------------------------------ validation
     def check_twist(self, vx_mps, wz_radps, *, device: str = "rover") -> tuple[float, float]:

@@ -46,7 +46,7 @@ from nav.config import Camera
 from .frames import T_body_cam
 from .world import SOIL_FIELDS, World
 
-__all__ = ["render_view", "StereoRenderer", "project_points", "depth_to_points", "shadow_map",
+__all__ = ["render_view", "render_depth", "StereoRenderer", "project_points", "depth_to_points", "shadow_map",
            "exact_range_m", "SURFACE", "LIT_GROUND_DN"]
 
 #: How the height grid becomes a surface (the test oracle uses the same definition).
@@ -331,6 +331,38 @@ class _Scene:
         self.build_s = time.perf_counter() - t0
 
 
+class _Geometry:
+    """The terrain mesh and its block bounds alone (what depth needs; no shading or texture)."""
+    __slots__ = ("z", "ox", "oy", "cell", "block", "bzmin", "bzmax")
+
+    def __init__(self, world: World):
+        kern = _kernels()
+        tm = world.terrain
+        self.z = tm.elevation_m if tm.elevation_m.flags.writeable else tm.elevation_m.copy()
+        self.ox, self.oy = tm.origin_xy_m
+        self.cell = tm.cell_size_m
+        self.block = _BLOCK
+        rows, cols = self.z.shape
+        nbr = (max(rows - 1, 1) + _BLOCK - 1) // _BLOCK
+        nbc = (max(cols - 1, 1) + _BLOCK - 1) // _BLOCK
+        self.bzmin = np.empty((nbr, nbc), np.float32)
+        self.bzmax = np.empty((nbr, nbc), np.float32)
+        _status("_bound_blocks", kern._bound_blocks(self.z, _BLOCK, self.bzmin, self.bzmax))
+
+
+def _geometry(world: World):
+    """A cached scene when one exists (it holds the same mesh), else the mesh alone (cached; it does not
+    depend on the sun)."""
+    for k, v in world.cache.items():
+        if isinstance(k, tuple) and k[:2] == ("sim.camera", "scene"):
+            return v
+    key = ("sim.camera", "geometry")
+    g = world.cache.get(key)
+    if g is None:
+        g = world.cache[key] = _Geometry(world)
+    return g
+
+
 def _scene(world: World) -> _Scene:
     key = ("sim.camera", "scene", _sun_key(world), float(world.planet.ambient), float(world.planet.sky_brightness))
     scene = world.cache.get(key)
@@ -354,18 +386,28 @@ def exact_range_m(camera: Camera, cell_size_m: float) -> float:
     return 2.0 * camera.fx_px * float(cell_size_m) / _LOD_PX
 
 
+def _rasterize(scene, camera: Camera, T: np.ndarray) -> np.ndarray:
+    """Inverse depth (float32, 0 = nothing) of the terrain seen from camera pose ``T``."""
+    kern = _kernels()
+    h, w = camera.height_px, camera.width_px
+    f, cx, cy = camera.fx_px, camera.cx_px, camera.cy_px
+    R_cw = np.ascontiguousarray(T[:3, :3].T)
+    C = np.ascontiguousarray(T[:3, 3])
+    invz = np.zeros((h, w), np.float32)
+    stats = np.zeros(7, np.int64)
+    _status("_rasterize_terrain", kern._rasterize_terrain(
+        scene.z, scene.ox, scene.oy, scene.cell, scene.block, scene.bzmin, scene.bzmax, R_cw, C, f, f, cx, cy,
+        _NEAR_M, float(camera.max_range_m), _EDGE_EPS, _LOD_PX, _MAX_LEVEL, invz, stats))
+    return invz
+
+
 def _render(scene: _Scene, camera: Camera, T: np.ndarray, rng, with_depth: bool):
     kern = _kernels()
     h, w = camera.height_px, camera.width_px
     f, cx, cy = camera.fx_px, camera.cx_px, camera.cy_px
     R_wc = np.ascontiguousarray(T[:3, :3])
     C = np.ascontiguousarray(T[:3, 3])
-    R_cw = np.ascontiguousarray(R_wc.T)
-    invz = np.zeros((h, w), np.float32)
-    stats = np.zeros(7, np.int64)
-    _status("_rasterize_terrain", kern._rasterize_terrain(
-        scene.z, scene.ox, scene.oy, scene.cell, scene.block, scene.bzmin, scene.bzmax, R_cw, C, f, f, cx, cy,
-        _NEAR_M, float(camera.max_range_m), _EDGE_EPS, _LOD_PX, _MAX_LEVEL, invz, stats))
+    invz = _rasterize(scene, camera, T)
     sigma = float(camera.noise_std_dn)
     seed = 0
     if rng is not None and sigma > 0.0:
@@ -410,6 +452,32 @@ def render_view(world: World, camera: Camera, T_world_cam, *, rng: np.random.Gen
     T = _check_pose(T_world_cam, "T_world_cam")
     _check_rng(rng)
     return _render(_scene(world), camera, T, rng, bool(with_depth))
+
+
+def render_depth(world: World, camera: Camera, T_world_cam) -> np.ndarray:
+    """The depth map of :func:`render_view` alone (no shading, no texture: what a depth-only sensor
+    model needs, a few times cheaper).
+
+    Returns
+    -------
+    (h, w) float32
+        Camera-frame ``z`` (metres) at each pixel centre; ``inf`` for sky and beyond ``max_range_m``
+        (distance along the ray) — the same values :func:`render_view` returns.
+    """
+    _check_world(world)
+    _check_camera(camera)
+    T = _check_pose(T_world_cam, "T_world_cam")
+    q = _rasterize(_geometry(world), camera, T).astype(np.float64)
+    zz = np.full(q.shape, np.inf)
+    seen = q > 0.0
+    zz[seen] = 1.0 / q[seen]
+    xn = (np.arange(q.shape[1], dtype=np.float64) - camera.cx_px) / camera.fx_px
+    yn = (np.arange(q.shape[0], dtype=np.float64) - camera.cy_px) / camera.fx_px
+    r2max = float(camera.max_range_m) * float(camera.max_range_m)
+    with np.errstate(invalid="ignore"):
+        far = zz * zz * (xn[None, :] * xn[None, :] + (yn * yn + 1.0)[:, None]) > r2max
+    zz[far] = np.inf
+    return zz.astype(np.float32)
 
 
 class StereoRenderer:

@@ -25,7 +25,7 @@ import numpy as np
 
 from nav.config import Camera
 
-from .camera import render_view
+from .camera import render_depth
 from .frames import T_body_cam, invert
 from .world import World
 
@@ -103,7 +103,7 @@ class FastDepthSensor:
     def capture(self, T_world_body, t_s: float = 0.0) -> DepthView:
         """The points seen from body pose ``T_world_body`` (4x4, the true pose)."""
         T_wc = np.asarray(T_world_body, dtype=np.float64) @ self.T_body_cam
-        _, depth = render_view(self.world, self.low, T_wc, rng=None, with_depth=True)
+        depth = render_depth(self.world, self.low, T_wc)
         z = depth.astype(np.float64)
         rays = self._rays
         rng_m = z * np.linalg.norm(rays, axis=-1)

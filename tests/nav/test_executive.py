@@ -276,3 +276,42 @@ def test_plan_in_flight_during_a_pause_is_dropped():
     assert ex.step(0.5, pose).want_plan
     ex.plan_and_install(pose, 0.5)
     assert ex.step(0.6, pose).vx_mps > 0 or ex.state == "driving"
+
+
+# ----------------------------------------------------------------------------- the margin band
+def test_a_sill_within_the_limits_but_over_the_margins_is_crossed_only_with_the_band():
+    """A 0.14 m step across the whole map: over the planning margin (0.85 x 0.15 m) but within the OSR's
+    0.15 m limit. With the margin band it is a costly passage (reached, no lethal cell of the truth
+    entered); with the band made lethal (the strict setting) the goal is unreachable and the reason names
+    the margin limit."""
+    z = _flat()
+    z[:, 80:] += 0.14
+    assert np.isfinite(nav.traversability(nav.TerrainMap(z, CS), PROFILE).cost).all()   # drivable in truth
+    ex, traj, _ = _drive(z, (2.0, 5.0, 0.0), [(14.0, 5.0, 0.3)], params=ExecParams(margin_band_cost=30.0))
+    assert ex.outcome == "reached", ex.reason
+    assert _lethal_entries(z, traj) == 0
+    assert ExecParams().margin_band_cost is None                       # strict by default
+    ex, traj, _ = _drive(z, (2.0, 5.0, 0.0), [(14.0, 5.0, 0.3)])
+    assert ex.outcome == "unreachable" and "max_step_m 0.1275" in ex.reason, ex.reason
+
+
+def test_the_band_is_avoided_when_a_clear_route_exists_and_beyond_the_limit_stays_lethal():
+    """A 0.14 m sill with a 2 m gap 2 m off the straight line: the rover drives through the gap (never
+    over band cells); a 0.2 m sill (over the profile's limit) with the same gap is never crossed."""
+    for h in (0.14, 0.2):
+        z = _flat()
+        z[:70, 80:83] += h                   # a ridge from y = 0 to 7 m; the gap is y = 7..10 m
+        ex, traj, _ = _drive(z, (2.0, 5.0, 0.0), [(14.0, 5.0, 0.3)], params=ExecParams(margin_band_cost=30.0))
+        assert ex.outcome == "reached", ex.reason
+        assert _lethal_entries(z, traj) == 0
+        cm = nav.traversability(nav.TerrainMap(z, CS), PROFILE, max_step_m=0.1275, max_slope_deg=18.4,
+                                max_roughness_m=0.046, inflation_radius_m=PROFILE.inflation_radius_m)
+        rc = np.floor(traj[:, ::-1] / CS).astype(int)
+        assert np.isfinite(cm.cost[rc[:, 0], rc[:, 1]]).all()      # no band cell entered either
+        assert traj[:, 1].max() > 6.9                               # it went round through the gap
+
+
+def test_margin_band_cost_is_validated():
+    for bad in (-1.0, math.inf, "high", True):
+        with pytest.raises(ValueError, match="margin_band_cost"):
+            ExecParams(margin_band_cost=bad)

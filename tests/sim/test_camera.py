@@ -20,7 +20,7 @@ from drivers.camera import StereoFrame
 from nav.config import Camera, Soil, load_planet
 from nav.terrain_map import TerrainMap
 from sim.camera import (LIT_GROUND_DN, SURFACE, StereoRenderer, depth_to_points, exact_range_m, project_points,
-                        render_view, shadow_map)
+                        render_depth, render_view, shadow_map)
 from sim.frames import T_body_cam, T_world_body, transform
 from sim.terrain import Rocks
 from sim.world import World
@@ -489,3 +489,19 @@ def test_cameras_outside_the_map_and_underground(mars):
     _, depth = render_view(w, CAM, T_world_body(2.44, 2.5, 0.0, 0.0, 0.0, 0.0) @ T_body_cam(CAM))
     assert np.isfinite(depth).mean() > 0.5 and 0.01 <= depth.min() < 0.1    # clipped at the near plane
 
+
+
+@pytest.mark.parametrize("name", sorted(REF_POSES))
+def test_render_depth_equals_render_views_depth(name, mars):
+    """The depth-only path (no shading) gives render_view's depth bit for bit, from a fresh world (mesh
+    alone) and from one whose full scene is cached, also with a short range and a small image."""
+    which, (x, y, yaw, pitch, roll) = REF_POSES[name]
+    world = mars if which == "mars" else _box_world()
+    T = _left(world, x, y, yaw, pitch, roll)
+    for cam in (CAM, dataclasses.replace(CAM, width_px=160, height_px=120, max_range_m=6.0)):
+        fresh = World(world.terrain, planet=world.planet, seed=3)
+        d_fresh = render_depth(fresh, cam, T)
+        _, expect = render_view(world, cam, T)
+        np.testing.assert_array_equal(d_fresh, expect)
+        np.testing.assert_array_equal(render_depth(world, cam, T), expect)
+        assert d_fresh.dtype == np.float32 and np.isfinite(expect).any()
