@@ -7,8 +7,8 @@ Every message names the device (port, address or backend), the value and the rul
 from __future__ import annotations
 
 __all__ = [
-    "DriverError", "DeviceClosed", "DeviceTimeout", "LinkLost", "ProtocolError", "ChecksumError", "FramingError",
-    "AckError", "MalformedReply", "DeviceFault",
+    "DriverError", "DeviceClosed", "DeviceTimeout", "LinkLost", "PortInUse", "PortNotFound", "ProtocolError",
+    "ChecksumError", "FramingError", "AckError", "MalformedReply", "DeviceFault",
     "NotArmed", "CommandOutOfRange", "EStopActive", "ModeRejected",
 ]
 

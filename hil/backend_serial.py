@@ -14,6 +14,7 @@ simulator truth: metrics that need it are reported as unknown.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import math
@@ -68,6 +69,10 @@ class SerialBackendBase:
 
     def inject(self, kind: str, value, duration_s: float) -> bool:
         return False
+
+    def truth_lock(self):
+        """Held while reading the simulator's truth (none on a real rover: nothing to hold)."""
+        return contextlib.nullcontext()
 
     def _stop_rover(self) -> None:
         try:

@@ -12,9 +12,12 @@ Subcommands::
     rover vo     SEQUENCE [--out DIR] [--max-frames N] [--poses FILE]
                  stereo visual odometry over a KITTI-layout sequence: TUM trajectory, ATE/RPE, plot
     rover traverse SCENARIO [--backend sim|sim-serial|serial] [--port URL] [--protocol P] [--out DIR]
+                 [--camera SRC[,RIGHT]] [--calibration FILE]
                  an autonomous traverse: summary.json, traverse.png, traverse.mcap
     rover campaign CAMPAIGN --runs N [--workers K] [--cluster tcp://HOST:PORT] [--out DIR]
                  Monte Carlo traverses: success rate with its interval, failure causes, distributions
+    rover replay LOG [--out DIR] [--set NAME=VALUE ...]
+                 re-run a traverse log's perception, estimation and planning; where they now differ
 
 Exit status: 0 success, 1 the plan failed (no path, hazard, timeout — explained in a
 sentence), 2 bad input (unknown rover, malformed YAML or DEM, bad arguments).
@@ -223,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
 #: Modules adding subcommands; each defines ``register(subparsers)`` and keeps its heavy imports inside
 #: its command function, so ``rover --help`` stays fast. Errors: raise ``CliError`` (exit 2, one sentence)
 #: or return an exit status.
-_COMMAND_MODULES = ("hil.cmd_sim_device", "hil.cmd_drive", "hil.cmd_vo", "hil.cmd_traverse", "hil.cmd_campaign")
+_COMMAND_MODULES = ("hil.cmd_sim_device", "hil.cmd_drive", "hil.cmd_vo", "hil.cmd_traverse", "hil.cmd_campaign",
+                    "hil.cmd_replay")
 
 
 def main(argv=None) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
 import time
 
@@ -104,6 +105,10 @@ def _hms(s: float) -> str:
     return f"{s // 3600}h{s // 60 % 60:02d}m" if s >= 3600 else (f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s")
 
 
+def _on_sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
 def cmd_campaign(args: argparse.Namespace) -> int:
     from hil.campaign import format_report, is_success, load_campaign, run_campaign, run_one
     from hil.cli import CliError
@@ -161,6 +166,10 @@ def cmd_campaign(args: argparse.Namespace) -> int:
         f"{args.workers} local worker(s)" if args.workers else "the local pool")
     print(f"campaign {camp.name}: {runs} runs of {camp.scenario} (seed {seed}) on {where}; output {out}",
           file=sys.stderr)
+    try:     # SIGTERM like Ctrl-C: stop the workers and write the partial aggregate (never orphan a pool)
+        old_term = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:      # not the main thread
+        old_term = None
     try:
         res = run_campaign(camp, runs, seed=seed, workers=args.workers, cluster=args.cluster, out_dir=out,
                            runner=args.runner, progress=bar, run_outputs=args.keep_runs)
@@ -172,6 +181,8 @@ def cmd_campaign(args: argparse.Namespace) -> int:
         raise
     finally:
         bar.close()
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
     print(format_report(res.aggregate, res.paths))
     fails = res.aggregate["failures"]
     if fails:

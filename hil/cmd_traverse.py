@@ -3,6 +3,11 @@
 Exit status: 0 the traverse passed its scenario's criteria, 1 it failed them (the reason is printed),
 2 bad input (unknown scenario, malformed YAML, goal on a hazard, unknown backend), 130 interrupted
 (Ctrl-C or SIGTERM: the rover is stopped and the log closed first).
+
+A real rover: ``rover traverse quick --backend serial --port /dev/ttyUSB0 --protocol roboclaw --camera 0
+--calibration stereo.yaml`` — perception is the stereo camera through VO, EKF and stereo mapping
+(``rendered``; ``fast`` needs the simulator's truth), the camera is opened before anything is armed, and
+the rover is armed only after the operator confirms on the terminal (or ``--yes``).
 """
 from __future__ import annotations
 
@@ -33,6 +38,12 @@ def register(sub) -> None:
                    help="override the scenario's driving mode")
     p.add_argument("--perception", default=None, choices=("fast", "rendered"),
                    help="override the scenario's perception fidelity")
+    p.add_argument("--camera", default=None, metavar="SRC[,RIGHT]",
+                   help="serial backend: the rover's stereo camera, one side-by-side source or LEFT,RIGHT: a "
+                        "device index (0), /dev/videoN, a video file or a URL (see drivers/STEREO_CAMERA.md)")
+    p.add_argument("--calibration", default=None, metavar="FILE",
+                   help="serial backend: OpenCV stereo calibration of --camera (YAML/XML/JSON from "
+                        "cv2.stereoCalibrate; without it the camera's images must already be rectified)")
     p.add_argument("--yes", action="store_true",
                    help="serial backend: arm the real rover without asking (default: ask on the terminal)")
     p.add_argument("--no-log", action="store_true", help="do not write the MCAP log")
@@ -64,10 +75,26 @@ def cmd_traverse(args: argparse.Namespace) -> int:
         over["mode"] = args.mode
     if args.perception is not None:
         over["perception"] = args.perception
+    if args.backend == "serial":
+        if not args.port:
+            raise CliError("--backend serial needs --port (e.g. --port /dev/ttyUSB0)")
+        if not args.camera:
+            raise CliError("--backend serial needs --camera SRC[,RIGHT] (the rover's stereo camera: e.g. --camera 0 "
+                           "--calibration stereo.yaml; see drivers/STEREO_CAMERA.md)")
+        if args.perception == "fast":
+            raise CliError("--perception fast samples the simulator's true terrain and pose, which a real rover "
+                           "does not have: use --perception rendered (the default with --backend serial)")
+        if sc.perception != "rendered":
+            over["perception"] = "rendered"     # the only perception a real rover has: its cameras
+    else:
+        for flag, value in (("--camera", args.camera), ("--calibration", args.calibration)):
+            if value is not None:
+                raise CliError(f"{flag} is for --backend serial (a real rover); --backend {args.backend} renders "
+                               f"the simulator's own cameras")
+    if args.calibration is not None and not args.camera:
+        raise CliError("--calibration needs --camera")
     if over:
         sc = sc.with_overrides(**over)
-    if args.backend == "serial" and not args.port:
-        raise CliError("--backend serial needs --port (e.g. --port /dev/ttyUSB0)")
     out = FsPath(args.out) if args.out else FsPath("runs") / (
         f"traverse-{sc.name}-{sc.terrain.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
     quiet = args.quiet
@@ -87,6 +114,9 @@ def cmd_traverse(args: argparse.Namespace) -> int:
             return False
         return input(f"{prompt} [y/N] ").strip().lower() in ("y", "yes")
 
+    perception_kw = {}
+    if args.camera:
+        perception_kw = {"camera": args.camera, "calibration": args.calibration}
     old = None
     try:
         old = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -94,7 +124,8 @@ def cmd_traverse(args: argparse.Namespace) -> int:
         old = None
     try:
         summary = run_traverse(sc, backend=args.backend, out_dir=out, log=not args.no_log, png=not args.no_png,
-                               port=args.port, protocol=args.protocol, progress=progress, confirm=confirm)
+                               port=args.port, protocol=args.protocol, progress=progress, confirm=confirm,
+                               perception_kw=perception_kw)
     finally:
         if old is not None:
             signal.signal(signal.SIGTERM, old)

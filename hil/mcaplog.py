@@ -1252,14 +1252,19 @@ class McapLogger:
         return self._write(topic, "foxglove.SceneUpdate", t_s, build, min_interval_s)
 
     def json(self, topic: str, t_s: float, schema_name: str, obj: Mapping, *, schema: Mapping | None = None,
-             min_interval_s: float | None = None) -> bool:
+             min_interval_s: float | None = None, plain: bool = False) -> bool:
         """Log any JSON object under ``schema_name`` (a known name in :data:`SCHEMAS`, or a new one
-        with its JSON Schema given as ``schema``; without it the schema is ``{"type": "object"}``)."""
+        with its JSON Schema given as ``schema``; without it the schema is ``{"type": "object"}``).
+
+        ``plain=True``: ``obj`` is already plain JSON data (dicts with str keys, lists, str, int, bool,
+        None and finite floats — no numpy values): it is written as it is, without the conversion walk
+        (a non-finite float still raises ``ValueError``). For high-rate records.
+        """
         if not isinstance(schema_name, str) or not schema_name:
             raise ValueError(f"schema_name must be a non-empty string, got {schema_name!r}")
         if not isinstance(obj, Mapping):
             raise TypeError(f"obj must be a dict (a JSON object), got {type(obj).__name__}")
-        payload = _jsonable(obj, "obj")
+        payload = obj if plain else _jsonable(obj, "obj")
         sd = None
         if schema is not None:
             sd = _jsonable(dict(schema), "schema")

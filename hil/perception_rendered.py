@@ -45,7 +45,7 @@ from perception.pipeline import PipelineFrame, StereoNavPipeline, T_body_left
 from perception.stereo_map import StereoMapParams
 from perception.vo import VOParams
 
-__all__ = ["RenderedPerception", "FaultyCamera", "BLACKOUT_MODES"]
+__all__ = ["RenderedPerception", "FaultyCamera", "RecordingCamera", "PlaybackCamera", "BLACKOUT_MODES"]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,61 @@ class FaultyCamera(StereoCamera):
             z = np.zeros_like(fr.left)
             return StereoFrame(fr.t_s, fr.seq, z, z.copy(), fr.K, fr.baseline_m, fr.T_body_left)
         return fr
+
+
+class RecordingCamera(StereoCamera):
+    """A :class:`drivers.camera.StereoCamera` wrapper that reports every capture to ``sink(frame, error)``:
+    the frame (or ``None`` when the camera gave none) with ``error=None``, or ``(None, the OSError)`` before
+    re-raising it. :class:`hil.replay.McapRecorder` records a traverse's stereo pairs through it (wrapping
+    the :class:`FaultyCamera`, so black-outs are recorded as they were seen). Other attributes are the
+    wrapped camera's."""
+
+    def __init__(self, camera: StereoCamera, sink):
+        if not isinstance(camera, StereoCamera):
+            raise TypeError(f"camera must be a drivers.camera.StereoCamera, got {type(camera).__name__}")
+        super().__init__(name=camera.name)
+        self.inner = camera
+        self.sink = sink
+
+    def __getattr__(self, name):
+        inner = self.__dict__.get("inner")
+        if inner is None:
+            raise AttributeError(name)
+        return getattr(inner, name)
+
+    def _open(self) -> None:
+        self.inner.open()
+
+    def _close(self) -> None:
+        self.inner.close()
+
+    def _capture(self) -> StereoFrame | None:
+        try:
+            fr = self.inner.capture()
+        except OSError as e:
+            self.sink(None, e)
+            raise
+        self.sink(fr, None)
+        return fr
+
+
+class PlaybackCamera(StereoCamera):
+    """Recorded stereo pairs played back for a replay (:mod:`hil.replay`): ``source.next()`` gives the next
+    capture recorded on the current tick — ``("ok", StereoFrame)``, ``("none", None)``, ``("error", text)``
+    (raised as :class:`drivers.errors.DeviceTimeout`) — or ``None`` when the recorded traverse captured
+    nothing more then (no frame)."""
+
+    def __init__(self, source, name: str = "playback"):
+        super().__init__(name=name)
+        self.source = source
+
+    def _capture(self) -> StereoFrame | None:
+        got = self.source.next()
+        if got is None or got[0] == "none":
+            return None
+        if got[0] == "error":
+            raise DeviceTimeout(f"{self.name}: {got[1]} (recorded)")
+        return got[1]
 
 
 def _number(name, v, *, gt=None, ge=None) -> float:
@@ -208,7 +263,11 @@ class RenderedPerception:
         gyro = _vec3(imu.gyro_radps) if imu is not None else None
         accel = _vec3(imu.accel_mps2) if (imu is not None and self._use_accel) else None
         t = float(tm.t_s)
-        pipe.wheel_tick(t, vx_mps, vy_mps, wz_radps, gyro, accel)
+        if math.isfinite(vx_mps) and math.isfinite(vy_mps) and math.isfinite(wz_radps):
+            pipe.wheel_tick(t, vx_mps, vy_mps, wz_radps, gyro, accel)
+        else:     # a wheel or steering angle the driver cannot read (NaN): no wheel update, the IMU alone
+            pipe.ekf.predict(t, gyro, accel)
+            vx_mps = vy_mps = wz_radps = 0.0
         if self._due(t, vx_mps, vy_mps, wz_radps):
             self._capture(t, want_map=False, grid=None)
 
@@ -267,6 +326,26 @@ class RenderedPerception:
                                "max": 1e3 * max(cs) if cs else None},
                    last_camera_error=self._last_camera_error, vo_dropout=self._vo_dropout)
         return out
+
+    # ------------------------------------------------------------------ replay
+    def replay_config(self) -> dict:
+        """Everything besides the camera and the profile that makes this source what it is (parameter
+        objects, numbers, arrays), for :meth:`from_replay_config` (:mod:`hil.replay` records it)."""
+        return {"frame_every_m": self.frame_every_m, "frame_every_rad": self.frame_every_rad,
+                "frame_interval_s": self.frame_interval_s, "ekf_params": self._ekf_params,
+                "vo_params": self._vo_params, "map_params": self._map_params,
+                "cov0": None if self._cov0 is None else np.array(self._cov0, dtype=np.float64),
+                "motion_prior": bool(self._motion_prior), "use_accel": bool(self._use_accel)}
+
+    @classmethod
+    def from_replay_config(cls, camera: StereoCamera, profile, config: dict) -> "RenderedPerception":
+        """The source :meth:`replay_config` described, on another camera (a :class:`PlaybackCamera`)."""
+        per = cls(camera, profile, frame_every_m=config["frame_every_m"], frame_interval_s=config["frame_interval_s"],
+                  ekf_params=config["ekf_params"], vo_params=config["vo_params"], map_params=config["map_params"],
+                  cov0=config["cov0"], motion_prior=config["motion_prior"])
+        per.frame_every_rad = _number("frame_every_rad", config["frame_every_rad"], gt=0)
+        per._use_accel = bool(config["use_accel"])
+        return per
 
     # ------------------------------------------------------------------ fault emulation
     def set_vo_dropout(self, active: bool) -> None:

@@ -31,8 +31,11 @@ Scoring (from the simulator's truth)
 * hazard violations: entries of the rover's centre into lethal cells of the **true** terrain's cost map
   (:func:`nav.traversability` with the rover's profile: inflated by its half width, so a lethal cell
   means part of the body is over a hazard); counted per entry, not per tick;
-* oracle length: Field D* on the true cost map from the start through every goal; ``path_ratio`` is the
-  driven (true) path length over it;
+* oracle length: Field D* on the true cost map from the start through every goal, each leg counted up to
+  where it enters the goal's tolerance circle (where the rover stops too); ``path_ratio`` is the driven
+  (true) path length over it;
+* the start must be at least :data:`START_CLEAR_M` from every hazard of the true terrain (the rover's first
+  turn sweeps ground it cannot see): :func:`build_traverse` raises ``ConfigError`` otherwise;
 * minimum belly clearance, maximum tilt, localisation error (estimate vs truth, horizontal) at the end
   and at worst, moving fraction (share of the traverse time the rover moved faster than 10 % of its
   top speed or turned faster than 5°/s), and the average speed in metres per hour (driven length over
@@ -40,7 +43,7 @@ Scoring (from the simulator's truth)
 
 Output folder (``out_dir``): ``summary.json`` (:meth:`TraverseSummary.to_dict`), ``traverse.png``
 (:mod:`hil.traverse_report`), ``traverse.mcap`` (:class:`hil.mcaplog.McapLogger`; commands, telemetry,
-true and estimated poses, global path, local arcs, the known map at a reduced rate, events, summary).
+true and estimated poses, global path, local arcs, the known map at a reduced rate, events, summary, and the replay inputs and decisions on ``/replay/*``: see :mod:`hil.replay`).
 """
 from __future__ import annotations
 
@@ -56,9 +59,10 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 __all__ = ["run_traverse", "build_traverse", "TraverseSummary", "TimingModel", "Observation", "SUMMARY_KEYS",
-           "OUTCOMES", "BACKENDS", "TraverseSetup"]
+           "OUTCOMES", "BACKENDS", "TraverseSetup", "TraverseLoop", "LoopRecorder", "TickDecision"]
 
 log = logging.getLogger(__name__)
+_log = log       # for run_traverse, whose ``log`` parameter hides the module's logger
 
 BACKENDS = ("sim", "sim-serial", "serial")
 #: Every outcome a traverse can end with.
@@ -120,7 +124,7 @@ class TraverseSummary:
     path_length_m: float
     oracle_length_m: float | None
     path_ratio: float | None
-    hazard_violations: int
+    hazard_violations: int | None
     min_clearance_m: float | None
     max_tilt_deg: float | None
     loc_error_final_m: float | None
@@ -225,6 +229,14 @@ def build_traverse(scenario, *, prior_sigma_m: float = 0.25, map_cell_m: float =
             raise _config_error(sc, key, {"x_m": x, "y_m": y},
                                 f"lies on a hazard of the true terrain (x={x:.2f} m, y={y:.2f} m): "
                                 f"{true_cm.explain((r, c))}")
+        if key == "start":
+            # the rover's first turn sweeps cells around it that it cannot see (under the body)
+            near = _lethal_near(true_cm, x, y, START_CLEAR_M)
+            if near is not None:
+                raise _config_error(sc, key, {"x_m": x, "y_m": y},
+                                    f"lies within {START_CLEAR_M:g} m of a hazard of the true terrain (x={x:.2f} m, "
+                                    f"y={y:.2f} m; the rover turns there before it can see the ground under "
+                                    f"it): cell {near} is {true_cm.explain(near)}")
     # the rover's map grid, and what it knows beforehand
     cell = max(float(map_cell_m), tm.cell_size_m)
     x0, x1, y0, y1 = tm.extent_m
@@ -247,9 +259,9 @@ def build_traverse(scenario, *, prior_sigma_m: float = 0.25, map_cell_m: float =
     straight = sum(math.hypot(b[0] - a[0], b[1] - a[1]) for a, b in zip(legs[:-1], legs[1:]))
     oracle_len, oracle_xy = 0.0, []
     try:
-        for a, b in zip(legs[:-1], legs[1:]):
+        for a, b, g in zip(legs[:-1], legs[1:], goals):
             p = nav.plan(true_cm, a, b, "field_dstar")
-            oracle_len += p.length_m
+            oracle_len += _length_to_disc(p.xy_m, b, g[2])
             oracle_xy.append(p.xy_m)
         oracle_xy = np.concatenate(oracle_xy)
     except nav.PlanningError as e:
@@ -258,6 +270,47 @@ def build_traverse(scenario, *, prior_sigma_m: float = 0.25, map_cell_m: float =
     return TraverseSetup(scenario=sc, profile=profile, world=world, true_costmap=true_cm, prior=prior, gmap=gmap,
                          goals=goals, keep_out=keep_out, start_T=start_T, oracle_length_m=oracle_len,
                          oracle_xy_m=oracle_xy, straight_length_m=straight)
+
+
+def _length_to_disc(xy: np.ndarray, centre, radius_m: float) -> float:
+    """Length of polyline ``xy`` up to where it first enters the disc (a goal's tolerance: the rover
+    stops there, so the oracle must too)."""
+    xy = np.asarray(xy, dtype=np.float64)
+    seg = np.hypot(np.diff(xy[:, 0]), np.diff(xy[:, 1]))
+    d = np.hypot(xy[:, 0] - centre[0], xy[:, 1] - centre[1])
+    inside = np.nonzero(d <= radius_m)[0]
+    if inside.size == 0:
+        return float(seg.sum())
+    i = int(inside[0])
+    if i == 0:
+        return 0.0
+    # the crossing on segment i-1 .. i: solve |p + t (q - p) - c| = r for t in [0, 1]
+    p, q = xy[i - 1], xy[i]
+    v, w = q - p, p - np.asarray(centre[:2], dtype=np.float64)
+    A, B, C = float(v @ v), 2.0 * float(v @ w), float(w @ w) - radius_m * radius_m
+    disc = max(B * B - 4.0 * A * C, 0.0)
+    t = min(max((-B - math.sqrt(disc)) / (2.0 * A), 0.0), 1.0) if A > 0 else 0.0
+    return float(seg[:i - 1].sum() + t * seg[i - 1])
+
+
+#: The true terrain must be free of hazards this far around the start (beyond the rover radius).
+START_CLEAR_M = 0.2
+
+
+def _lethal_near(cm, x: float, y: float, radius_m: float):
+    """The lethal cell of ``cm`` nearest (x, y) within ``radius_m`` (row, col), or None."""
+    cs = cm.cell_size_m
+    r, c = (int(v) for v in cm.terrain.world_to_cell((x, y)))
+    k = int(math.ceil(radius_m / cs))
+    rows, cols = cm.shape
+    r0, r1, c0, c1 = max(r - k, 0), min(r + k + 1, rows), max(c - k, 0), min(c + k + 1, cols)
+    rr, cc = np.nonzero(~np.isfinite(cm.cost[r0:r1, c0:c1]))
+    if rr.size == 0:
+        return None
+    ox, oy = cm.terrain.origin_xy_m
+    d = np.hypot(ox + (cc + c0 + 0.5) * cs - x, oy + (rr + r0 + 0.5) * cs - y)
+    i = int(np.argmin(d))
+    return (int(rr[i] + r0), int(cc[i] + c0)) if d[i] <= radius_m else None
 
 
 # ============================================================================ backends
@@ -331,27 +384,114 @@ def _make_backend(setup: TraverseSetup, backend: str, port=None, protocol=None) 
     raise CliError(f"--backend {backend!r}: must be one of {', '.join(BACKENDS)}")
 
 
-def _make_perception(kind: str, setup: TraverseSetup, backend: _Backend, **kw):
+def _make_perception(kind: str, setup: TraverseSetup, backend: _Backend, *, camera=None, calibration=None, **kw):
+    """The perception source of a traverse (see the module docstring for the duck type).
+
+    On the simulator (``backend.sim_rover`` set): ``fast`` (FastDepthSensor + PoseDrift, from the truth) or
+    ``rendered`` (the simulator's stereo cameras through VO, EKF and stereo mapping); ``camera`` and
+    ``calibration`` are refused (the simulator renders its own cameras).
+
+    On a real rover (no simulator): ``rendered`` only, from ``camera`` — a :class:`drivers.camera.StereoCamera`
+    (used as it is), or a source spec for :class:`drivers.stereo_cv.OpenCVStereoCamera`: ``"SRC"`` (one
+    side-by-side stream) or ``"LEFT,RIGHT"`` (two cameras; a GStreamer pipeline, holding ``!``, is never split),
+    or a sequence of one or two sources — device index, ``/dev/videoN``, video file or URL — rectified with the
+    OpenCV stereo ``calibration`` file (none: the input is already rectified, the geometry comes from the
+    rover profile). The camera is opened here, before anything is armed, so a bad source or calibration is
+    a :class:`hil.cli.CliError`; it is closed with the backend (after the rover is stopped).
+    """
+    import os
+
     from hil.cli import CliError
 
-    if backend.sim_rover is None:
-        raise CliError(f"perception {kind!r} needs the simulator's truth; hardware perception is not built yet")
+    if backend.sim_rover is not None:
+        if camera is not None or calibration is not None:
+            what = "--camera" if camera is not None else "--calibration"
+            raise CliError(f"{what} is for --backend serial (a real rover): the simulator renders its own cameras")
+        if kind == "fast":
+            from .perception_fast import FastPerception
+
+            return FastPerception(setup.world, backend.sim_rover, setup.profile, setup.gmap, **kw)
+        if kind == "rendered":
+            try:
+                from .perception_rendered import RenderedPerception
+            except ImportError as e:
+                raise CliError(f"perception 'rendered' is not available in this build ({e})") from None
+            from .perception_rendered import FaultyCamera
+
+            cam = FaultyCamera(backend.sim_rover.stereo_camera())
+            per = RenderedPerception(cam, setup.profile, planet=setup.world.planet, **kw)
+            per._traverse_camera = cam       # for camera_blackout / vo_dropout faults (see _FaultRunner)
+            return per
+        raise CliError(f"perception {kind!r}: must be 'fast' or 'rendered'")
+
+    # ---- a real rover: stereo cameras through VO, EKF and stereo mapping; no truth anywhere
     if kind == "fast":
-        from .perception_fast import FastPerception
+        raise CliError("perception 'fast' samples the simulator's true terrain and pose, which a real rover does not "
+                       "have: use --perception rendered (with --camera)")
+    if kind != "rendered":
+        raise CliError(f"perception {kind!r}: must be 'rendered' on a real rover")
+    if camera is None:
+        raise CliError("--backend serial needs --camera SRC[,RIGHT] (a stereo camera: device index, /dev/videoN, "
+                       "video file or URL) and usually --calibration FILE")
+    from drivers.camera import StereoCamera
 
-        return FastPerception(setup.world, backend.sim_rover, setup.profile, setup.gmap, **kw)
-    if kind == "rendered":
+    from .perception_rendered import RenderedPerception
+
+    if isinstance(camera, StereoCamera):
+        if calibration is not None:
+            raise CliError("calibration is for a camera given as a source spec; a StereoCamera object is "
+                           "already calibrated")
+        cam = camera
+    else:
+        if isinstance(camera, str):
+            spec = camera.strip()
+            sources = [spec] if "!" in spec else [s.strip() for s in spec.split(",")]
+        elif isinstance(camera, (int, os.PathLike)):
+            sources = [camera]
+        elif isinstance(camera, (list, tuple)):
+            sources = list(camera)
+        else:
+            raise CliError(f"--camera {camera!r}: must be a source spec (SRC or LEFT,RIGHT) or a "
+                           f"drivers.camera.StereoCamera")
+        if not 1 <= len(sources) <= 2 or any(isinstance(s, str) and not s for s in sources):
+            raise CliError(f"--camera {camera!r}: give one side-by-side source or two sources LEFT,RIGHT "
+                           "(device index, /dev/videoN, video file or URL)")
         try:
-            from .perception_rendered import RenderedPerception
+            from drivers.stereo_cv import OpenCVStereoCamera, StereoCalibration, load_stereo_calibration
         except ImportError as e:
-            raise CliError(f"perception 'rendered' is not available in this build ({e})") from None
-        from .perception_rendered import FaultyCamera
-
-        cam = FaultyCamera(backend.sim_rover.stereo_camera())
+            raise CliError(f"--camera needs OpenCV (pip install opencv-python-headless): {e}") from None
+        if calibration is not None and not isinstance(calibration, StereoCalibration):
+            try:
+                calibration = load_stereo_calibration(calibration)
+            except (ValueError, OSError) as e:      # no such file, not FileStorage, missing key, bad matrix
+                raise CliError(f"--calibration: {e}") from None
+        try:
+            cam = OpenCVStereoCamera(*sources, calibration=calibration, profile=setup.profile,
+                                     clock=getattr(backend.rover, "clock", None))
+        except (ValueError, TypeError, OSError) as e:     # bad source syntax, rig geometry
+            raise CliError(f"--camera {camera}: {e}") from None
+    try:
+        cam.open()      # before anything is armed: a camera that does not deliver is bad input, not a run
+    except (ValueError, OSError) as e:    # PortNotFound, DeviceTimeout, mode != calibration...
+        cam.close()
+        raise CliError(f"camera {cam.name}: {e}") from None
+    try:
         per = RenderedPerception(cam, setup.profile, planet=setup.world.planet, **kw)
-        per._traverse_camera = cam       # for camera_blackout / vo_dropout faults (see _FaultRunner)
-        return per
-    raise CliError(f"perception {kind!r}: must be 'fast' or 'rendered'")
+    except BaseException:
+        cam.close()
+        raise
+    # The traverse closes the backend when it ends, whatever happens: close the camera with it, after the
+    # rover has stopped. (Until run_traverse closes perception sources itself.)
+    backend_close = backend.close
+
+    def close_backend_and_camera():
+        try:
+            backend_close()
+        finally:
+            cam.close()
+
+    backend.close = close_backend_and_camera
+    return per
 
 
 # ============================================================================ faults
@@ -438,6 +578,196 @@ class _FaultRunner:
         return out
 
 
+# ============================================================================ the per-tick loop
+class LoopRecorder:
+    """What :class:`TraverseLoop` reports, hook by hook (this base class ignores everything).
+
+    ``i`` is the tick index (0 for the first control tick; ``-1`` before it, e.g. for the first frame
+    :meth:`start` captures), ``t`` the loop's time in seconds. :mod:`hil.replay` records these in the
+    traverse log (``/replay/*`` channels) and, during a replay, in memory, so the two can be compared.
+    """
+
+    def tick(self, i: int, t: float, tm, twist: tuple) -> None:
+        """A control tick begins: the telemetry read and the wheels' body twist ``(vx, vy, wz)``."""
+
+    def pose(self, i: int, t: float, T_world_body, cov) -> None:
+        """The pose estimate the executive gets this tick (after the perception saw the telemetry)."""
+
+    def fault(self, i: int, t: float, kind: str, detail: dict) -> None:
+        """``"pause"`` / ``"resume"`` for stopping driver faults."""
+
+    def image_taken(self, i: int, t: float, obs) -> None:
+        """A picture was taken (``obs``: an :class:`Observation` or ``None``)."""
+
+    def image_delivered(self, i: int, t: float) -> None:
+        """The picture's map update reached the executive (after the modelled ``image_s``)."""
+
+    def plan_requested(self, i: int, t: float, res) -> None:
+        """A plan was computed (a :class:`nav.executive.PlanResult`), to be installed ``plan_s`` later."""
+
+    def plan_installed(self, i: int, t: float, res) -> None:
+        """The plan was handed to the executive."""
+
+    def command(self, i: int, t: float, vcmd: tuple, cmd) -> None:
+        """The twist sent this tick (``(0, 0)`` with a stop while paused) and the executive's command."""
+
+    def finished(self, i: int, t: float, outcome: str, reason: str) -> None:
+        """The executive finished (reached or failed) on this tick; no command was sent."""
+
+
+class TickDecision(NamedTuple):
+    """What :meth:`TraverseLoop.decide` tells the rover: ``twist`` ``(vx_mps, wz_radps)`` to send,
+    ``stop`` (send a stop instead: paused), ``finished`` (the executive ended: stop and end the traverse),
+    and the executive's :class:`nav.executive.ExecCommand`."""
+    twist: tuple
+    stop: bool
+    finished: bool
+    cmd: object
+
+
+class TraverseLoop:
+    """The executive's side of one control tick, shared by :func:`run_traverse` (live) and
+    :func:`hil.replay.replay` (recorded inputs), so a replay runs exactly the code a traverse ran.
+
+    Per tick the caller does::
+
+        T_est = loop.sense(t, tm)                   # perception sees the telemetry; the pose estimate
+        act = loop.check_faults(t, stopping, events)   # "pause" / "end" / "resume" / ""
+        ...                                         # (the caller stops or re-arms the rover; resume())
+        d = loop.decide(t, T_est)                   # images and plans on the modelled schedule; the twist
+
+    The loop owns the modelled schedule (an image's map update arrives ``timing.image_s`` after the
+    picture, a plan ``timing.plan_s`` after it was requested) and the pause state; the rover, the truth,
+    the limits and the display log stay with the caller.
+
+    Parameters
+    ----------
+    ex : nav.executive.NavExecutive
+    perception : the perception-source duck type (``on_telemetry``, ``pose``, ``observe``)
+    gmap : the executive's map (local maps are built on its lattice)
+    layout : drivers.kinematics.WheelLayout
+        Wheel speeds and steering to the body twist.
+    timing : TimingModel
+    resume_after_fault : bool
+        Whether a stopping driver fault pauses (and the traverse resumes when it clears) or ends it.
+    recorder : LoopRecorder, optional
+    perceive_lock : callable returning a context manager, optional
+        Held while the perception takes a picture (a paced simulator moves the world from another thread).
+    on_image : callable(ms), optional
+        Called with the host time a picture took (benchmarks).
+    on_install : callable(t, PlanResult), optional
+        Called when a plan is installed (the display log).
+    """
+
+    def __init__(self, ex, perception, gmap, layout, timing: TimingModel, *, resume_after_fault: bool = True,
+                 recorder: LoopRecorder | None = None, perceive_lock=None, on_image=None, on_install=None):
+        self.ex = ex
+        self.perception = perception
+        self.gmap = gmap
+        self.layout = layout
+        self.timing = timing
+        self.resume_after_fault = bool(resume_after_fault)
+        self.rec = recorder if recorder is not None else LoopRecorder()
+        self._lock = perceive_lock if perceive_lock is not None else contextlib.nullcontext
+        self._on_image = on_image
+        self._on_install = on_install
+        self.i = -1                 # tick index
+        self.image_due = None       # (t_ready, observation)
+        self.plan_due = None        # (t_ready, PlanResult)
+        self.paused_for = ""
+
+    def sense(self, t: float, tm) -> np.ndarray:
+        """Start tick ``t``: the perception sees the telemetry ``tm``; returns the pose estimate (4x4)."""
+        self.i += 1
+        vx, vy, wz = self.layout.forward(tm.wheel_speed_radps, tm.steer_rad)
+        self.rec.tick(self.i, t, tm, (vx, vy, wz))
+        self.perception.on_telemetry(tm, vx, vy, wz)
+        T_est, cov = self.perception.pose()
+        self.rec.pose(self.i, t, T_est, cov)
+        return T_est
+
+    def check_faults(self, t: float, stopping, events: list) -> str:
+        """Stopping driver faults (``tm.faults & STOPPING_FAULTS``): ``"pause"`` (the executive pauses: stop
+        the rover), ``"end"`` (the same, and the scenario does not resume after faults: end the traverse),
+        ``"resume"`` (they cleared: re-arm the rover, then call :meth:`resume`) or ``""``."""
+        if stopping:
+            if not self.paused_for:
+                self.paused_for = stopping.describe()
+                self.ex.pause(f"driver fault: {self.paused_for}")
+                events.append((t, "pause", {"faults": self.paused_for}))
+                self.rec.fault(self.i, t, "pause", {"faults": self.paused_for})
+                return "pause" if self.resume_after_fault else "end"
+        elif self.paused_for:
+            return "resume"
+        return ""
+
+    def resume(self, t: float, events: list) -> None:
+        """The faults cleared and the rover is armed again: image and plan afresh."""
+        events.append((t, "resume", {"after": self.paused_for}))
+        self.rec.fault(self.i, t, "resume", {"after": self.paused_for})
+        self.paused_for = ""
+        self.ex.resume()
+        self.image_due = self.plan_due = None
+
+    def _observe(self, t, obs) -> None:
+        self.rec.image_delivered(self.i, t)
+        self.ex.observe(None if obs is None else obs.local, t_s=t, odometer_m=self.ex.odometer_m)
+
+    def _install(self, t, res) -> None:
+        self.ex.install(res, t)
+        self.rec.plan_installed(self.i, t, res)
+        if self._on_install is not None:
+            self._on_install(t, res)
+
+    def _finished(self, t, cmd) -> TickDecision:
+        self.rec.finished(self.i, t, self.ex.outcome, self.ex.reason)
+        return TickDecision((0.0, 0.0), True, True, cmd)
+
+    def decide(self, t: float, T_est) -> TickDecision:
+        """Deliver the images and plans whose time has come, step the executive, take a picture or
+        request a plan when it asks; the twist to send."""
+        ex, timing = self.ex, self.timing
+        if self.image_due is not None and t >= self.image_due[0] - 1e-9:
+            obs = self.image_due[1]
+            self.image_due = None
+            self._observe(t, obs)
+        if self.plan_due is not None and t >= self.plan_due[0] - 1e-9:
+            res = self.plan_due[1]
+            self.plan_due = None
+            self._install(t, res)
+        cmd = ex.step(t, T_est, _tilt(T_est))
+        if cmd.finished:
+            return self._finished(t, cmd)
+        if cmd.want_image and self.image_due is None:
+            w0 = time.perf_counter()
+            with self._lock():
+                obs = self.perception.observe(t, self.gmap)
+            if self._on_image is not None:
+                self._on_image(1e3 * (time.perf_counter() - w0))
+            self.rec.image_taken(self.i, t, obs)
+            self.image_due = (t + timing.image_s, obs)
+            if timing.image_s <= 0:
+                self.image_due = None
+                self._observe(t, obs)
+                cmd = ex.step(t, T_est, _tilt(T_est))
+        if cmd.want_plan and self.plan_due is None:
+            res = ex.plan(T_est, t)
+            self.rec.plan_requested(self.i, t, res)
+            self.plan_due = (t + timing.plan_s, res)
+            if timing.plan_s <= 0:
+                self.plan_due = None
+                self._install(t, res)
+                cmd = ex.step(t, T_est, _tilt(T_est))
+                if cmd.finished:
+                    return self._finished(t, cmd)
+        if self.paused_for or cmd.state == "paused":
+            d = TickDecision((0.0, 0.0), True, False, cmd)
+        else:
+            d = TickDecision(cmd.twist, False, False, cmd)
+        self.rec.command(self.i, t, d.twist, cmd)
+        return d
+
+
 # ============================================================================ the runner
 def run_traverse(scenario, *, backend: str = "sim", out_dir=None, log: bool = True, png: bool = True,
                  port=None, protocol=None, progress: Callable[[str], None] | None = None,
@@ -504,19 +834,32 @@ def run_traverse(scenario, *, backend: str = "sim", out_dir=None, log: bool = Tr
     ex = NavExecutive(profile, setup.gmap, setup.goals, keep_out=setup.keep_out, params=params)
     faults = _FaultRunner(sc.faults, bk, perception)
     logger = None
+    recorder = None
     if out is not None and log:
         from hil.mcaplog import McapLogger
+        from hil.replay import McapRecorder
 
         logger = McapLogger(out / "traverse.mcap", overwrite=True, metadata={
             "scenario": sc.name, "seed": sc.terrain.seed, "backend": backend, "perception": sc.perception,
             "mode": sc.mode, "rover": sc.rover, "planet": sc.planet, "source": sc.source},
             min_interval_s={"/telemetry": 0.5, "/pose/*": 0.5, "/tf": 0.5, "/path/planned": 1.0,
-                            "/scene/arcs": 0.5, "/map/known": 15.0})
+                            "/scene/arcs": 0.5, "/map/known": 15.0, "/camera/*": 1.0})
+        # the replay inputs and decisions (hil.replay): every tick, every picture, every plan
+        recorder = McapRecorder(logger, scenario=sc, backend=backend, setup=setup, params=params, timing=timing,
+                                perception=perception)
     st = _RunState()
     events: list = []
     dt = 1.0 / timing.control_hz
     outcome, reason = "", ""
     rover = bk.rover
+
+    def on_image(ms: float) -> None:
+        st.wall["perceive_ms"].append(ms)
+        st.images += 1
+
+    loop = TraverseLoop(ex, perception, setup.gmap, rover.layout, timing, resume_after_fault=sc.resume_after_fault,
+                        recorder=recorder, perceive_lock=lambda: bk.truth_lock(), on_image=on_image,
+                        on_install=(lambda t_, res_: _log_plan(logger, t_, res_, ex)) if logger is not None else None)
     try:
         rover.open()
         if bk.sim_rover is None:     # a real rover: energise only when the operator says so
@@ -526,21 +869,19 @@ def run_traverse(scenario, *, backend: str = "sim", out_dir=None, log: bool = Tr
                 raise _NotConfirmed("not armed: the operator did not confirm")
         rover.arm()
         t0 = bk.now()
-        perception.start(0.0, bk.start_pose(setup.start_T))
+        T_start = bk.start_pose(setup.start_T)
+        if recorder is not None:
+            recorder.start(0.0, T_start)
+        perception.start(0.0, T_start)
         distance_limit = sc.limits.max_distance_factor * setup.straight_length_m
-        image_due = None        # (t_ready, observation)
-        plan_due = None         # (t_ready, PlanResult)
-        paused_for = ""
         last_progress = -math.inf
         if logger is not None and setup.oracle_xy_m is not None:
             logger.path("/path/oracle", 0.0, setup.oracle_xy_m)
         while True:
             t = bk.now() - t0
             tm = rover.read_telemetry()
-            vx, vy, wz = rover.layout.forward(tm.wheel_speed_radps, tm.steer_rad)
             with bk.truth_lock():
-                perception.on_telemetry(tm, vx, vy, wz)
-                T_est, _ = perception.pose()
+                T_est = loop.sense(t, tm)
                 faults.update(t, events)
                 st.score(t, setup, bk, T_est)
             if logger is not None:
@@ -548,26 +889,20 @@ def run_traverse(scenario, *, backend: str = "sim", out_dir=None, log: bool = Tr
                 logger.pose("/pose/estimated", t, T_est)
                 if st.T_true is not None:
                     logger.pose("/pose/true", t, st.T_true)
+                    recorder.truth(t, st.T_true)
                 logger.transform(t, "world", "body", T_est)
             # stopping faults from the driver: pause (and resume when they clear)
-            stopping = tm.faults & STOPPING_FAULTS
-            if stopping:
-                if not paused_for:
-                    paused_for = stopping.describe()
-                    ex.pause(f"driver fault: {paused_for}")
-                    _stop(rover)
-                    events.append((t, "pause", {"faults": paused_for}))
-                    if not sc.resume_after_fault:
-                        outcome, reason = "fault", f"driver fault ({paused_for}) at t={t:.1f} s; the scenario " \
-                                                   f"does not resume after faults"
-                        break
-            elif paused_for:
+            act = loop.check_faults(t, tm.faults & STOPPING_FAULTS, events)
+            if act in ("pause", "end"):
+                _stop(rover)
+                if act == "end":
+                    outcome, reason = "fault", f"driver fault ({loop.paused_for}) at t={t:.1f} s; the scenario " \
+                                               f"does not resume after faults"
+                    break
+            elif act == "resume":
                 if not rover.armed:
                     rover.arm()
-                events.append((t, "resume", {"after": paused_for}))
-                paused_for = ""
-                ex.resume()
-                image_due = plan_due = None
+                loop.resume(t, events)
             # limits
             if t > sc.limits.max_time_s:
                 outcome, reason = "timeout", f"max_time_s {sc.limits.max_time_s:g} s passed " \
@@ -577,51 +912,19 @@ def run_traverse(scenario, *, backend: str = "sim", out_dir=None, log: bool = Tr
                 outcome, reason = "distance_limit", (f"drove {st.path_m:.1f} m > max_distance_factor "
                                                      f"{sc.limits.max_distance_factor:g} x {setup.straight_length_m:.1f} m")
                 break
-            # modelled latencies: deliver images and plans whose time has come
-            if image_due is not None and t >= image_due[0] - 1e-9:
-                obs = image_due[1]
-                image_due = None
-                ex.observe(None if obs is None else obs.local, t_s=t, odometer_m=ex.odometer_m)
-            if plan_due is not None and t >= plan_due[0] - 1e-9:
-                res = plan_due[1]
-                plan_due = None
-                ex.install(res, t)
-                _log_plan(logger, t, res, ex)
-            cmd = ex.step(t, T_est, _tilt(T_est))
-            if cmd.finished:
+            # images and plans on the modelled schedule; the executive's twist
+            d = loop.decide(t, T_est)
+            cmd = d.cmd
+            if d.finished:
                 outcome, reason = ex.outcome, ex.reason
                 _stop(rover)
                 break
-            if cmd.want_image and image_due is None:
-                w0 = time.perf_counter()
-                with bk.truth_lock():
-                    obs = perception.observe(t, setup.gmap)
-                st.wall["perceive_ms"].append(1e3 * (time.perf_counter() - w0))
-                st.images += 1
-                image_due = (t + timing.image_s, obs)
-                if timing.image_s <= 0:
-                    image_due = None
-                    ex.observe(None if obs is None else obs.local, t_s=t, odometer_m=ex.odometer_m)
-                    cmd = ex.step(t, T_est, _tilt(T_est))
-            if cmd.want_plan and plan_due is None:
-                res = ex.plan(T_est, t)
-                plan_due = (t + timing.plan_s, res)
-                if timing.plan_s <= 0:
-                    plan_due = None
-                    ex.install(res, t)
-                    _log_plan(logger, t, res, ex)
-                    cmd = ex.step(t, T_est, _tilt(T_est))
-                    if cmd.finished:
-                        outcome, reason = ex.outcome, ex.reason
-                        _stop(rover)
-                        break
             # command the rover
-            if paused_for or cmd.state == "paused":
+            if d.stop:
                 _stop(rover)
-                vcmd = (0.0, 0.0)
             else:
-                vcmd = cmd.twist
-                rover.set_twist(*vcmd)
+                rover.set_twist(*d.twist)
+            vcmd = d.twist
             st.commanded.append(vcmd)
             if logger is not None:
                 logger.command(t, vcmd[0], vcmd[1], source="executive")
@@ -647,13 +950,13 @@ def run_traverse(scenario, *, backend: str = "sim", out_dir=None, log: bool = Tr
         outcome, reason = "error", str(e)
     except Exception as e:
         outcome, reason = "error", f"{type(e).__name__}: {e}"
-        log.exception("traverse failed")
+        _log.exception("traverse failed")
         _stop(rover)
     finally:
         try:
             bk.close()
         except Exception as e:
-            log.warning("closing the backend failed: %s", e)
+            _log.warning("closing the backend failed: %s", e)
     t_end = st.t_last
     summary = _summarise(sc, backend, setup, st, ex, perception, faults, outcome, reason, t_end,
                          time.perf_counter() - wall0, out)
@@ -667,11 +970,12 @@ def run_traverse(scenario, *, backend: str = "sim", out_dir=None, log: bool = Tr
 
                 render_traverse_png(out / "traverse.png", setup, ex, st.true_xy(), st.est_xy(), summary)
             except Exception as e:   # a picture must never lose the summary
-                log.warning("could not draw traverse.png: %s", e)
+                _log.warning("could not draw traverse.png: %s", e)
         if ex.proof is not None:
             _write_proof(out, ex, setup, png)
     if logger is not None:
         try:
+            recorder.end(loop.i, t_end, outcome, reason, ex)
             for e in events:
                 logger.event(e[0], e[1], e[2])
             for e in ex.events[st.n_ex_events:]:
@@ -787,8 +1091,11 @@ class _RunState:
 
         self.t_last = t
         self.ticks += 1
-        self.xy_est.append((float(T_est[0, 3]), float(T_est[1, 3])))
+        x, y = float(T_est[0, 3]), float(T_est[1, 3])
         sr = bk.sim_rover
+        if sr is None and self.xy_est:            # no truth (hardware): the estimated distance
+            self.path_m += math.hypot(x - self.xy_est[-1][0], y - self.xy_est[-1][1])
+        self.xy_est.append((x, y))
         if sr is None:
             return
         s = sr.truth()
@@ -823,6 +1130,9 @@ class _RunState:
 def _summarise(sc, backend, setup, st, ex, perception, faults, outcome, reason, t_end, wall_s, out):
     reached = outcome == "reached"
     oracle = setup.oracle_length_m
+    truth = st.T_true is not None        # False on hardware: no true map, no true path
+    if not truth:
+        oracle = None
     ratio = (st.path_m / oracle) if (oracle and oracle > 0 and reached) else None
     pstats = perception.stats() if hasattr(perception, "stats") else {}
     fault_list = faults.finish(t_end, outcome)
@@ -856,7 +1166,7 @@ def _summarise(sc, backend, setup, st, ex, perception, faults, outcome, reason, 
         speed_m_per_h=float(st.path_m / t_end * 3600.0) if t_end > 0 else 0.0,
         moving_fraction=float(st.moving_ticks / st.ticks) if st.ticks else 0.0,
         path_length_m=float(st.path_m), oracle_length_m=oracle, path_ratio=ratio,
-        hazard_violations=int(st.violations),
+        hazard_violations=int(st.violations) if truth else None,
         min_clearance_m=float(st.min_clear) if math.isfinite(st.min_clear) else None,
         max_tilt_deg=float(math.degrees(st.max_tilt)) if st.T_true is not None else None,
         loc_error_final_m=loc_final, loc_error_max_m=float(max(st.loc_err)) if st.loc_err else None,
