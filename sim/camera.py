@@ -306,13 +306,11 @@ def _build_shade(world: World) -> np.ndarray:
     return out
 
 
-class _Scene:
-    """Everything the kernels need about one world (built once, shared through world.cache)."""
-    __slots__ = ("z", "ox", "oy", "cell", "block", "bzmin", "bzmax", "shade", "mips", "mip_off", "n0",
-                 "sky", "build_s")
+class _Geometry:
+    """The terrain mesh and its block bounds alone (what depth needs; no shading or texture)."""
+    __slots__ = ("z", "ox", "oy", "cell", "block", "bzmin", "bzmax")
 
     def __init__(self, world: World):
-        t0 = time.perf_counter()
         kern = _kernels()
         tm = world.terrain
         self.z = tm.elevation_m if tm.elevation_m.flags.writeable else tm.elevation_m.copy()  # kernel signature
@@ -325,29 +323,19 @@ class _Scene:
         self.bzmin = np.empty((nbr, nbc), np.float32)
         self.bzmax = np.empty((nbr, nbc), np.float32)
         _status("_bound_blocks", kern._bound_blocks(self.z, _BLOCK, self.bzmin, self.bzmax))
+
+
+class _Scene(_Geometry):
+    """Everything the kernels need about one world (built once, shared through world.cache)."""
+    __slots__ = ("shade", "mips", "mip_off", "n0", "sky", "build_s")
+
+    def __init__(self, world: World):
+        t0 = time.perf_counter()
+        super().__init__(world)
         self.shade = _build_shade(world)
         self.mips, self.mip_off, self.n0 = _texture(world)
         self.sky = float(world.planet.sky_brightness)
         self.build_s = time.perf_counter() - t0
-
-
-class _Geometry:
-    """The terrain mesh and its block bounds alone (what depth needs; no shading or texture)."""
-    __slots__ = ("z", "ox", "oy", "cell", "block", "bzmin", "bzmax")
-
-    def __init__(self, world: World):
-        kern = _kernels()
-        tm = world.terrain
-        self.z = tm.elevation_m if tm.elevation_m.flags.writeable else tm.elevation_m.copy()
-        self.ox, self.oy = tm.origin_xy_m
-        self.cell = tm.cell_size_m
-        self.block = _BLOCK
-        rows, cols = self.z.shape
-        nbr = (max(rows - 1, 1) + _BLOCK - 1) // _BLOCK
-        nbc = (max(cols - 1, 1) + _BLOCK - 1) // _BLOCK
-        self.bzmin = np.empty((nbr, nbc), np.float32)
-        self.bzmax = np.empty((nbr, nbc), np.float32)
-        _status("_bound_blocks", kern._bound_blocks(self.z, _BLOCK, self.bzmin, self.bzmax))
 
 
 def _geometry(world: World):
