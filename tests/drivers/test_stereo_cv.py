@@ -25,6 +25,7 @@ from drivers.clock import ManualClock
 from drivers.errors import DeviceClosed, DeviceTimeout, DriverError, LinkLost, MalformedReply, PortNotFound
 from drivers.stereo_cv import (OpenCVStereoCamera, StereoCalibration, load_stereo_calibration,
                                nominal_T_body_left)
+from _video_files import write_video
 from sim.frames import T_body_cam
 
 PROFILE = nav.load_rover("osr")
@@ -35,34 +36,6 @@ SHIFT_PX = 3.0                    # the scene moves this much in u per frame (fr
 
 
 # ============================================================================ scene and calibration
-def _codec():
-    """A lossless codec this OpenCV can write and read back exactly (else MJPG, with looser bounds)."""
-    for fcc in ("FFV1", "HFYU", "png "):
-        yield fcc, True
-    yield "MJPG", False
-
-
-def write_video(path, frames, fps=10.0):
-    """Write grey frames; returns True when the codec is lossless (verified on the first frame)."""
-    h, w = frames[0].shape
-    for fcc, lossless in _codec():
-        vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fcc), fps, (w, h), True)
-        if not vw.isOpened():
-            continue
-        for f in frames:
-            vw.write(cv2.cvtColor(f, cv2.COLOR_GRAY2BGR))
-        vw.release()
-        cap = cv2.VideoCapture(str(path))
-        ok, back = cap.read()
-        cap.release()
-        if ok and back.shape[:2] == (h, w):
-            exact = np.array_equal(cv2.cvtColor(back, cv2.COLOR_BGR2GRAY), frames[0])
-            if lossless and not exact:
-                continue
-            return exact
-    pytest.fail("this OpenCV build cannot write any video codec")
-
-
 class Scene:
     """Gaussian blobs on a constant background, in rectified pixel coordinates of the left camera."""
 

@@ -15,9 +15,11 @@ errors, and the hardware path end to end.
 """
 import contextlib
 import dataclasses
+import importlib.util
 import io
 import math
 import os
+import pathlib
 import re
 import time
 
@@ -34,6 +36,11 @@ from hil.backend_serial import make_serial
 from hil.cli import CliError, main
 from hil.scenario import load_scenario
 from hil.traverse import OUTCOMES, _make_backend, _make_perception, build_traverse, run_traverse
+
+_spec = importlib.util.spec_from_file_location(
+    "_video_files", pathlib.Path(__file__).parents[1] / "drivers" / "_video_files.py")
+_video = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_video)
 
 ROVER = "skidsteer"                 # RNP board: wheel odometry needs no steering feedback
 PROFILE = nav.load_rover(ROVER)
@@ -66,21 +73,9 @@ def write_scenario(path, *, rover=ROVER, perception="rendered", max_time_s=30, s
 
 # ============================================================================ cameras from the simulator
 def write_video(path, frames, fps=10.0):
-    """Grey frames to a video OpenCV reads back (lossless codec if this build has one, else MJPG)."""
-    h, w = frames[0].shape
-    for fcc in ("FFV1", "HFYU", "png ", "MJPG"):
-        vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fcc), fps, (w, h), True)
-        if not vw.isOpened():
-            continue
-        for f in frames:
-            vw.write(cv2.cvtColor(f, cv2.COLOR_GRAY2BGR))
-        vw.release()
-        cap = cv2.VideoCapture(str(path))
-        ok, back = cap.read()
-        cap.release()
-        if ok and back.shape[:2] == (h, w):
-            return path
-    pytest.fail("this OpenCV build cannot write any video codec")
+    """Grey frames to a video OpenCV reads back (tests/drivers/_video_files.py); returns the path."""
+    _video.write_video(path, frames, fps)
+    return path
 
 
 def write_calibration(path, **vals):
