@@ -130,6 +130,12 @@ class ExecParams:
         the mars_50m campaign: the band (30) reached 56 instead of 49 goals but entered true hazards 47
         times in 13 runs instead of 11 in 9, and lengthened paths (median ratio 1.35 vs 1.15) — so it is
         off by default, safety first.
+    margin_fallback_cost : float or None
+        When the goal is unreachable with the margin band lethal, relax once: from then on the band costs
+        this much extra per cell (as ``margin_band_cost`` would), the whole map is re-assessed and the
+        goal is planned again — the conservative map first, the profile's own limits only when nothing
+        else is left. An ``margins_relaxed`` event records when. ``None`` never relaxes. Ignored when
+        ``margin_band_cost`` is set (the band is a cost from the start).
     lookahead_m, speed_mps : float, optional
         Pure pursuit's lookahead and cruise speed (defaults 0.35 m and the profile's maximum).
     footprint_fill_m : float, optional
@@ -165,6 +171,7 @@ class ExecParams:
     hazard_margin: float = 0.08
     step_margin: float = 0.15
     margin_band_cost: float | None = None
+    margin_fallback_cost: float | None = None
     lookahead_m: float | None = 0.35
     speed_mps: float | None = None
     footprint_fill_m: float | None = None
@@ -186,9 +193,11 @@ class ExecParams:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 0.5:
                 raise ValueError(f"ExecParams.{name} = {v!r}: must be in [0, 0.5)")
-        b = self.margin_band_cost
-        if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or b < 0):
-            raise ValueError(f"ExecParams.margin_band_cost = {b!r}: must be a finite number >= 0 or None")
+        for name in ("margin_band_cost", "margin_fallback_cost"):
+            b = getattr(self, name)
+            if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b)
+                                  or b < 0):
+                raise ValueError(f"ExecParams.{name} = {b!r}: must be a finite number >= 0 or None")
         if self.inflation_margin_m < 0 or not math.isfinite(self.inflation_margin_m):
             raise ValueError(f"ExecParams.inflation_margin_m = {self.inflation_margin_m!r}: must be >= 0")
         if isinstance(self.max_local_failures, bool) or not isinstance(self.max_local_failures, int) \
@@ -349,8 +358,11 @@ class NavExecutive:
                              max_slope_deg=hz.max_slope_deg * f, max_step_m=hz.max_step_m * (1.0 - p.step_margin),
                              max_roughness_m=hz.max_roughness_m * f)
         # the profile's own limits (lethal beyond them) when the margin band is a cost, not a wall
+        self._band_cost = p.margin_band_cost
         self._trav_lim_kw = None if p.margin_band_cost is None else dict(
             unknown="penalty", inflation_radius_m=self._trav_kw["inflation_radius_m"])
+        self._relaxed = False           # margin_fallback_cost applied
+        self._cost_mode = 0             # bumped when the traversability settings change
         h = window_cells(hz.footprint_m, cs) // 2
         hs = window_cells(profile.step_window_m, cs) // 2
         infl = int(math.ceil(self._trav_kw["inflation_radius_m"] / cs))
@@ -583,22 +595,28 @@ class NavExecutive:
         v0, v1 = max(b0 - A, 0), min(b1 + A, cols)
         ox, oy = self.origin_xy_m
         cs = self.cell_size_m
-        z = np.array(self.gmap.height_m[w0:w1, v0:v1], dtype=np.float32)
-        po = self._prior_only[w0:w1, v0:v1]
-        if po.any():
-            hide = po & _dilate(self._observed[w0:w1, v0:v1], self._cover_cells)
-            z[hide] = np.nan
-        sub = TerrainMap(z, cs, (ox + v0 * cs, oy + w0 * cs))
-        cost, cm = self._traversability(sub)
         sr, sc = slice(a0 - w0, a1 - w0), slice(b0 - v0, b1 - v0)
-        new_cost = cost[sr, sc].copy()
-        new_cost[self._keep_mask[a0:a1, b0:b1]] = np.inf
+        while True:
+            mode = self._cost_mode
+            z = np.array(self.gmap.height_m[w0:w1, v0:v1], dtype=np.float32)
+            po = self._prior_only[w0:w1, v0:v1]
+            if po.any():
+                hide = po & _dilate(self._observed[w0:w1, v0:v1], self._cover_cells)
+                z[hide] = np.nan
+            sub = TerrainMap(z, cs, (ox + v0 * cs, oy + w0 * cs))
+            cost, cm = self._traversability(sub)
+            new_cost = cost[sr, sc].copy()
+            new_cost[self._keep_mask[a0:a1, b0:b1]] = np.inf
+            with self._lock:
+                if mode == self._cost_mode:      # else the settings changed meanwhile: assess again
+                    break
         with self._lock:
             old = self._cost[a0:a1, b0:b1]
             with np.errstate(invalid="ignore"):
                 close = np.isfinite(old) & np.isfinite(new_cost) & (np.abs(old - new_cost) <= 1e-4 * np.abs(old))
                 moved = (old != new_cost) & ~close
             self._cost[a0:a1, b0:b1] = new_cost
+            self._limits = dict(cm.limits)       # the limits lethality is judged at (they change on relaxing)
             self._reason[a0:a1, b0:b1] = cm.reason[sr, sc]
             self._slope[a0:a1, b0:b1] = cm.slope_deg[sr, sc]
             self._step[a0:a1, b0:b1] = cm.step_m[sr, sc]
@@ -612,14 +630,29 @@ class NavExecutive:
         """(planning cost, CostMap at the limits that decide lethality) of a map window: the margin
         limits' cost, with the margin band (lethal at the margin limits, not at the profile's) charged
         ``margin_band_cost`` per cell on top of its cost at the profile's limits."""
+        lim_kw, band_cost = self._trav_lim_kw, self._band_cost
         cm = traversability(terrain, self.profile, **self._trav_kw)
-        if self._trav_lim_kw is None:
+        if lim_kw is None:
             return cm.cost, cm
-        lim = traversability(terrain, self.profile, **self._trav_lim_kw)
+        lim = traversability(terrain, self.profile, **lim_kw)
         band = ~np.isfinite(cm.cost) & np.isfinite(lim.cost)
         cost = cm.cost.copy()
-        cost[band] = lim.cost[band] + np.float32(self.params.margin_band_cost)
+        cost[band] = lim.cost[band] + np.float32(band_cost)
         return cost, lim
+
+    def _relax_margins(self, why: str) -> None:
+        """Apply ``margin_fallback_cost``: the margin band becomes a cost and the whole map is re-assessed."""
+        with self._lock:
+            self._relaxed = True
+            self._band_cost = float(self.params.margin_fallback_cost)
+            self._trav_lim_kw = dict(unknown="penalty", inflation_radius_m=self._trav_kw["inflation_radius_m"])
+            self._cost_mode += 1
+            self._dsl = None
+        rows, cols = self.shape
+        self._update_costs(np.array([0, rows - 1]), np.array([0, cols - 1]))
+        self.events.append((self._last_t, "margins_relaxed", {"why": why}))
+        log.info("executive: %s; planning again with the margin band as a cost (%g per cell)", why,
+                 self._band_cost)
 
     # ------------------------------------------------------------------ explanations
     def explain(self, rc) -> str:
@@ -941,7 +974,18 @@ class NavExecutive:
         return (int(rr[i] + r0), int(cc[i] + c0))
 
     def _global_plan(self, x, y, goal_i):
-        """D* Lite from the rover's cell; returns (path (cells, remaining cost), cost, unreachable reason, start)."""
+        """D* Lite from the rover's cell; returns (path (cells, remaining cost), cost, unreachable reason, start).
+
+        With ``margin_fallback_cost`` set, a goal unreachable under the margins is tried once more with the
+        margin band as a cost before it is given up."""
+        res = self._global_plan_once(x, y, goal_i)
+        if res[2] and not self._relaxed and self._trav_lim_kw is None \
+                and self.params.margin_fallback_cost is not None:
+            self._relax_margins(res[2])
+            res = self._global_plan_once(x, y, goal_i)
+        return res
+
+    def _global_plan_once(self, x, y, goal_i):
         from .dstar_lite import DStarLite
 
         with self._lock:
@@ -978,7 +1022,7 @@ class NavExecutive:
             path = self._dsl.replan()
         except GoalInHazard:
             self._dsl = None
-            return self._global_plan(x, y, goal_i)
+            return self._global_plan_once(x, y, goal_i)
         except NoPathFound:
             why, reach, certain = self._explain_unreachable(start, goal_i)
             return self._approach_or_fail(x, y, start, goal_i, why, reach, certain)
@@ -1171,7 +1215,8 @@ class NavExecutive:
         """Counters for reports: cycles, failures, timing medians."""
         out = {"plans": len(self.timings), "max_cross_track_m": self.max_cross_track_m,
                "local_failures": sum(1 for e in self.events if e[1] == "local_plan_failed"),
-               "pauses": sum(1 for e in self.events if e[1] == "pause")}
+               "pauses": sum(1 for e in self.events if e[1] == "pause"),
+               "margins_relaxed": self._relaxed}
         for key in ("merge_ms", "traversability_ms", "global_ms", "local_ms"):
             v = [t[key] for t in self.timings if key in t]
             out[f"{key}_median"] = float(np.median(v)) if v else None

@@ -9,6 +9,7 @@ cost-to-go), and the stated rules (stuck, tilt, pause).
 from __future__ import annotations
 
 import math
+import re
 from collections import namedtuple
 
 import numpy as np
@@ -311,7 +312,39 @@ def test_the_band_is_avoided_when_a_clear_route_exists_and_beyond_the_limit_stay
         assert traj[:, 1].max() > 6.9                               # it went round through the gap
 
 
+def test_the_fallback_relaxes_the_margins_only_when_the_goal_is_otherwise_unreachable():
+    """margin_fallback_cost: a 0.14 m sill across the whole map (over the margin, within the limit) is
+    crossed after one ``margins_relaxed`` event, without entering a lethal cell of the truth; a sill with
+    a gap is driven round through the gap without relaxing; a 0.2 m sill (over the profile's own limit)
+    stays unreachable after relaxing, and the reason names the profile's limit, not the margin's."""
+    fb = ExecParams(margin_fallback_cost=30.0)
+    z = _flat()
+    z[:, 80:] += 0.14
+    ex, traj, _ = _drive(z, (2.0, 5.0, 0.0), [(14.0, 5.0, 0.3)], params=fb)
+    assert ex.outcome == "reached", ex.reason
+    assert _lethal_entries(z, traj) == 0
+    relaxed = [e for e in ex.events if e[1] == "margins_relaxed"]
+    assert len(relaxed) == 1 and "max_step_m 0.1275" in relaxed[0][2]["why"]
+    assert ex.summary()["margins_relaxed"] is True
+
+    z = _flat()
+    z[:70, 80:83] += 0.14                    # the same sill with a 3 m gap: no need to relax
+    ex, traj, _ = _drive(z, (2.0, 5.0, 0.0), [(14.0, 5.0, 0.3)], params=fb)
+    assert ex.outcome == "reached", ex.reason
+    assert ex.summary()["margins_relaxed"] is False
+    assert traj[:, 1].max() > 6.9
+
+    z = _flat()
+    z[:, 80:] += 0.2
+    ex, traj, _ = _drive(z, (2.0, 5.0, 0.0), [(14.0, 5.0, 0.3)], params=fb)
+    assert ex.outcome == "unreachable" and ex.summary()["margins_relaxed"] is True
+    assert re.search(r"> max_(step_m 0\.15|roughness_m 0\.05|slope_deg 20)\b", ex.reason), ex.reason
+    assert "0.1275" not in ex.reason
+    assert _lethal_entries(z, traj) == 0
+
+
 def test_margin_band_cost_is_validated():
     for bad in (-1.0, math.inf, "high", True):
-        with pytest.raises(ValueError, match="margin_band_cost"):
-            ExecParams(margin_band_cost=bad)
+        for name in ("margin_band_cost", "margin_fallback_cost"):
+            with pytest.raises(ValueError, match=name):
+                ExecParams(**{name: bad})
