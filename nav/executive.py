@@ -134,8 +134,11 @@ class ExecParams:
         When the goal is unreachable with the margin band lethal, relax once: from then on the band costs
         this much extra per cell (as ``margin_band_cost`` would), the whole map is re-assessed and the
         goal is planned again — the conservative map first, the profile's own limits only when nothing
-        else is left. An ``margins_relaxed`` event records when. ``None`` never relaxes. Ignored when
-        ``margin_band_cost`` is set (the band is a cost from the start).
+        else is left. A ``margins_relaxed`` event records when, and ``summary()["margins_relaxed"]``
+        whether. ``None`` never relaxes. Ignored when ``margin_band_cost`` is set (the band is a cost from the
+        start). Default 30. Measured on the first 60 runs of the mars_50m campaign (relief 0.1-0.31 m): 56/60
+        reached safely against 55/60 never relaxing, the same 4 violations in 3 runs; on steeper terrain
+        (relief 0.25-0.4 m) 44/60 against 43/60, but 23 violations in 15 runs against 11 in 9.
     lookahead_m, speed_mps : float, optional
         Pure pursuit's lookahead and cruise speed (defaults 0.35 m and the profile's maximum).
     footprint_fill_m : float, optional
@@ -171,7 +174,7 @@ class ExecParams:
     hazard_margin: float = 0.08
     step_margin: float = 0.15
     margin_band_cost: float | None = None
-    margin_fallback_cost: float | None = None
+    margin_fallback_cost: float | None = 30.0
     lookahead_m: float | None = 0.35
     speed_mps: float | None = None
     footprint_fill_m: float | None = None

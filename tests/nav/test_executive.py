@@ -291,8 +291,8 @@ def test_a_sill_within_the_limits_but_over_the_margins_is_crossed_only_with_the_
     ex, traj, _ = _drive(z, (2.0, 5.0, 0.0), [(14.0, 5.0, 0.3)], params=ExecParams(margin_band_cost=30.0))
     assert ex.outcome == "reached", ex.reason
     assert _lethal_entries(z, traj) == 0
-    assert ExecParams().margin_band_cost is None                       # strict by default
-    ex, traj, _ = _drive(z, (2.0, 5.0, 0.0), [(14.0, 5.0, 0.3)])
+    assert ExecParams().margin_band_cost is None                       # the band is lethal by default
+    ex, traj, _ = _drive(z, (2.0, 5.0, 0.0), [(14.0, 5.0, 0.3)], params=ExecParams(margin_fallback_cost=None))
     assert ex.outcome == "unreachable" and "max_step_m 0.1275" in ex.reason, ex.reason
 
 
