@@ -166,6 +166,10 @@ def _enc(v):
     raise TypeError(f"cannot record a {type(v).__name__}")
 
 
+# fields added to logged dataclasses after logs were first written: (name, the behaviour before it existed)
+_ADDED_FIELDS = {"nav.executive:ExecParams": (("margin_fallback_cost", None),)}
+
+
 def _dec(v):
     if isinstance(v, list):
         return [_dec(x) for x in v]
@@ -177,7 +181,10 @@ def _dec(v):
             raise ValueError(f"unknown parameter type {name!r} in the log")
         mod, qual = name.split(":")
         cls = getattr(importlib.import_module(mod), qual)
-        return cls(**{k: _dec(x) for k, x in v["f"].items()})
+        kw = {k: _dec(x) for k, x in v["f"].items()}
+        for key, then in _ADDED_FIELDS.get(name, ()):
+            kw.setdefault(key, then)       # a log from before the field existed ran without it
+        return cls(**kw)
     if "__f__" in v:
         return float(v["__f__"])
     if "__tuple__" in v:

@@ -228,3 +228,17 @@ def test_cli_replay_exit_codes(fast_log, tmp_path, capsys):
     assert "warp_factor" in capsys.readouterr().err
     assert main(["replay", str(fast_log), "--out", str(tmp_path / "e"), "--set", "window_m=-1"]) == 2
     assert "window_m" in capsys.readouterr().err
+
+
+def test_parameters_logged_before_a_field_existed_replay_with_the_old_behaviour():
+    """A log written before ``ExecParams.margin_fallback_cost`` existed ran without the fallback: decoding its
+    parameters must give ``None``, not today's default; a log that has the field keeps its value."""
+    from hil.replay import _dec, _enc
+    from nav.executive import ExecParams
+
+    rec = _enc(ExecParams(margin_fallback_cost=12.0))
+    assert _dec(json.loads(json.dumps(rec))).margin_fallback_cost == 12.0
+    del rec["f"]["margin_fallback_cost"]
+    old = _dec(json.loads(json.dumps(rec)))
+    assert old.margin_fallback_cost is None and ExecParams().margin_fallback_cost == 30.0
+    assert old.window_m == ExecParams().window_m
