@@ -611,22 +611,22 @@ class NavExecutive:
             new_cost = cost[sr, sc].copy()
             new_cost[self._keep_mask[a0:a1, b0:b1]] = np.inf
             with self._lock:
-                if mode == self._cost_mode:      # else the settings changed meanwhile: assess again
-                    break
-        with self._lock:
-            old = self._cost[a0:a1, b0:b1]
-            with np.errstate(invalid="ignore"):
-                close = np.isfinite(old) & np.isfinite(new_cost) & (np.abs(old - new_cost) <= 1e-4 * np.abs(old))
-                moved = (old != new_cost) & ~close
-            self._cost[a0:a1, b0:b1] = new_cost
-            self._limits = dict(cm.limits)       # the limits lethality is judged at (they change on relaxing)
-            self._reason[a0:a1, b0:b1] = cm.reason[sr, sc]
-            self._slope[a0:a1, b0:b1] = cm.slope_deg[sr, sc]
-            self._step[a0:a1, b0:b1] = cm.step_m[sr, sc]
-            self._rough[a0:a1, b0:b1] = cm.roughness_m[sr, sc]
-            rr, cc = np.nonzero(moved)
-            if rr.size:
-                self._pending_dsl_cells.append(np.stack([rr + a0, cc + b0], axis=1))
+                if mode != self._cost_mode:      # the settings changed meanwhile: assess again
+                    continue
+                old = self._cost[a0:a1, b0:b1]
+                with np.errstate(invalid="ignore"):
+                    close = np.isfinite(old) & np.isfinite(new_cost) & (np.abs(old - new_cost) <= 1e-4 * np.abs(old))
+                    moved = (old != new_cost) & ~close
+                self._cost[a0:a1, b0:b1] = new_cost
+                self._limits = dict(cm.limits)       # the limits lethality is judged at (they change on relaxing)
+                self._reason[a0:a1, b0:b1] = cm.reason[sr, sc]
+                self._slope[a0:a1, b0:b1] = cm.slope_deg[sr, sc]
+                self._step[a0:a1, b0:b1] = cm.step_m[sr, sc]
+                self._rough[a0:a1, b0:b1] = cm.roughness_m[sr, sc]
+                rr, cc = np.nonzero(moved)
+                if rr.size:
+                    self._pending_dsl_cells.append(np.stack([rr + a0, cc + b0], axis=1))
+                break
         return int(rr.size)
 
     def _traversability(self, terrain: TerrainMap):
