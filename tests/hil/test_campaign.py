@@ -118,8 +118,22 @@ def test_shipped_campaigns_load():
     cfa = [d.values for f in m.families for d in f.vary if d.key == "terrain.rock_cfa"]
     relief = [d.values for f in m.families for d in f.vary if d.key == "terrain.relief_rms_m"]
     assert max(hi for _, hi in cfa) == 0.15 and min(lo for lo, _ in cfa) == 0.0
-    assert max(hi for _, hi in relief) == 0.4
+    assert max(hi for _, hi in relief) == 0.31
     assert m.pass_criteria.max_hazard_violations == 0 and m.pass_criteria.max_path_ratio_p50 == 1.25
+
+
+def test_the_goal_campaigns_steepest_relief_puts_the_99th_percentile_slope_at_the_profiles_limit():
+    """mars_50m reads "slopes up to the profile's limit" as: at the top of its relief range, the 99th
+    percentile of the footprint slope of the true terrain (no rocks) is the OSR's max_slope_deg."""
+    from hil.scenario import load_scenario
+    from hil.traverse import build_traverse
+
+    m = load_campaign("mars_50m")
+    top = max(hi for f in m.families for d in f.vary if d.key == "terrain.relief_rms_m" for _, hi in [d.values])
+    sc = load_scenario("mars_50m").with_overrides(terrain__relief_rms_m=top, terrain__rock_cfa=0.0, terrain__seed=1)
+    st = build_traverse(sc)
+    p99 = float(np.nanpercentile(st.true_costmap.slope_deg, 99))
+    assert abs(p99 - st.profile.hazards.max_slope_deg) < 1.0, p99
 
 
 def test_good_campaign(tmp_path):
