@@ -146,9 +146,9 @@ def _unknown_near(z, r, c, radius_cells):
 
 # ----------------------------------------------------------------------------- cheap pass
 @njit(_I64(_Z, _Z, _RU2, _F64, _F64, _F64, _F64, _F64, _F64, _F3, _F3, _RF2, _RF2, _RI, _RF, _F64, _I64, _F64,
-           types.boolean, _I64, _RF, _RF, _RF, _F64, _F64, _I, _F, _F, _F), **_OPTS)
+           types.boolean, _I64, _RF2, _F64, _RF, _RF, _RF, _F64, _F64, _I, _F, _F, _F), **_OPTS)
 def _score_candidates(cost, z, reason, ox, oy, cell, px, py, pyaw, cand_xyt, cand_cs, cand_s, cand_w, cand_n, lateral,
-                      side_cost, unknown_radius_cells, edge_cells, escape, margin_flag, ctg_end, extra,
+                      side_cost, unknown_radius_cells, edge_cells, escape, margin_flag, clear, clear0, ctg_end, extra,
                       heading_term, w_cost, w_ctg, out_status, out_block_s, out_cost, out_score):
     """Cost integral along each candidate's swept footprint and its score, for all candidates.
 
@@ -160,7 +160,9 @@ def _score_candidates(cost, z, reason, ox, oy, cell, px, py, pyaw, cand_xyt, can
     inflated by the rover's half width), and so does a centre within ``edge_cells`` of the grid's edge
     (``OFF_MAP``: what lies beyond is unknown, as if inflated). With ``escape`` (the rover starts in a
     margin) a candidate may cross the edge margin and cells whose ``reason`` is exactly
-    ``margin_flag`` (lethal only by inflation) until its centre first reaches a free cell.
+    ``margin_flag`` (lethal only by inflation) until its centre first reaches a free cell, but only
+    margin cells at least ``clear0`` from every cell lethal in its own right (``clear``: that distance
+    per cell, on ``cost``'s grid; read only with ``escape``): an escape never closes in on a hazard.
     ``out_cost = Σ w_i · footprint cost_i`` (cost·m) and, for free candidates,
     ``out_score = w_cost · out_cost + w_ctg · ctg_end + extra + heading_term`` (``inf`` otherwise,
     status ``NO_ROUTE`` when only the cost-to-go is infinite). ``out_block_s`` is the path length
@@ -195,7 +197,7 @@ def _score_candidates(cost, z, reason, ox, oy, cell, px, py, pyaw, cand_xyt, can
                              and gy <= rows - edge_cells)
             lethal = not (cost[r, c] < _INF)
             if lethal or near_edge:
-                if not (escaping and (not lethal or reason[r, c] == margin_flag)):
+                if not (escaping and (not lethal or (reason[r, c] == margin_flag and clear[r, c] >= clear0))):
                     if lethal:
                         status = BLOCKED_UNKNOWN if _unknown_near(z, r, c, unknown_radius_cells) else BLOCKED_HAZARD
                     else:

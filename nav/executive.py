@@ -405,6 +405,10 @@ class NavExecutive:
         self._path = None               # (N, 2) arc being followed
         self._path_limit_m = 0.0
         self._path_start_odo = 0.0
+        self._path_s = None             # path length at each sample of the arc
+        self._path_rc = None            # the map cell of each sample
+        self._path_escape_n = 0         # leading samples in the inflation margin when installed (an escape)
+        self._path_stop_s = math.inf    # stop there: the map closed the arc further on
         self._need_image = True
         self._need_plan = False
         self._plan_pending = False
@@ -820,7 +824,12 @@ class NavExecutive:
                 fc = self.follower.command((x, y, yaw), self._path)
                 driven = self._odo - self._path_start_odo
                 self.max_cross_track_m = max(self.max_cross_track_m, abs(fc.cross_track_m))
-                if fc.done or driven >= self._path_limit_m + 0.05:
+                blocked = None if fc.done else self._guard_path(fc.progress_m, t_s)
+                if blocked is not None:         # the map changed under the arc: stop short of it, plan again
+                    self._path = None
+                    if not self._plan_pending:
+                        self._need_plan = True
+                elif fc.done or driven >= self._path_limit_m + 0.05 or fc.progress_m >= self._path_stop_s:
                     self._path = None
                     if self.params.mode == "stop_and_go" or not (self._plan_pending or self._need_plan):
                         self._need_image = True
@@ -904,6 +913,7 @@ class NavExecutive:
                     self._path = None
                 self._path_limit_m = limit
                 self._path_start_odo = self._odo
+                self._arm_guard()
                 self._turn_target = None
                 self._state = "driving" if self._path is not None else "waiting"
                 self._reason_text = ""
@@ -944,6 +954,58 @@ class NavExecutive:
             else:
                 self._need_image = True
                 self._state = "waiting"
+
+    def _arm_guard(self) -> None:
+        """Note, for :meth:`_guard_path`, where the new arc's samples lie and which of them start it inside
+        the inflation margin (an escape, allowed to cross it)."""
+        self._path_stop_s = math.inf
+        if self._path is None:
+            self._path_s = self._path_rc = None
+            return
+        xy = self._path
+        self._path_s = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(xy, axis=0).T))])
+        rows, cols = self.shape
+        cs = self.cell_size_m
+        rr = np.clip(np.floor((xy[:, 1] - self.origin_xy_m[1]) / cs).astype(np.int64), 0, rows - 1)
+        cc = np.clip(np.floor((xy[:, 0] - self.origin_xy_m[0]) / cs).astype(np.int64), 0, cols - 1)
+        self._path_rc = (rr, cc)
+        free = np.isfinite(self._cost[rr, cc])
+        self._path_escape_n = int(np.argmax(free)) if free.any() else len(free)
+
+    def _guard_path(self, progress_m: float, t_s: float):
+        """Check the rest of the arc against the map as it is now (cells turn lethal as the rover sees
+        more). Past the escape it started with, a lethal sample closes the arc; inside the escape, one
+        lethal in its own right does. Far ahead, the arc is cut short by the stopping distance and a
+        new plan asked for; within the stopping distance, the arc is dropped now. Returns ``None``
+        when the arc is clear, else the length along it of the first closed sample (and logs it)."""
+        if self._path_rc is None:
+            return None
+        s = self._path_s
+        j0 = max(int(np.searchsorted(s, progress_m - self.cell_size_m, side="left")), 0)
+        rr, cc = self._path_rc[0][j0:], self._path_rc[1][j0:]
+        lethal = ~np.isfinite(self._cost[rr, cc])
+        if not lethal.any():
+            return None
+        core = lethal & (self._reason[rr, cc] != LETHAL_INFLATED)
+        bad = np.where(np.arange(j0, len(s)) < self._path_escape_n, core, lethal)
+        if not bad.any():
+            return None
+        j = j0 + int(np.argmax(bad))
+        v = abs(self._last_cmd[0])
+        stop_m = v * v / (2.0 * self.profile.drive.max_accel_mps2) + v * 0.1 + self.cell_size_m
+        ahead = float(s[j]) - progress_m
+        if ahead > stop_m:             # room to keep driving while the next plan is made
+            if not math.isfinite(self._path_stop_s):
+                if not self._plan_pending:
+                    self._need_plan = True
+                self.events.append((t_s, "path_closed", {"ahead_m": round(ahead, 3),
+                                                         "why": self.explain((int(rr[j - j0]), int(cc[j - j0])))}))
+            self._path_stop_s = min(self._path_stop_s, float(s[j]) - stop_m)
+            return None
+        why = self.explain((int(rr[j - j0]), int(cc[j - j0])))
+        self.events.append((t_s, "path_blocked", {"ahead_m": round(ahead, 3), "why": why}))
+        log.info("executive: the arc closed %.2f m ahead (%s); stopping to plan again", ahead, why)
+        return float(s[j])
 
     def plan_and_install(self, pose, t_s: float) -> PlanResult:
         """:meth:`plan` then :meth:`install` at once (no modelled latency)."""

@@ -33,7 +33,9 @@ lethal cell (``blocked_unknown`` when unknown terrain lies within the inflation 
 wheel's rim from the body origin: beyond the edge is unknown). A rover that finds itself in a margin
 — its cell lethal only by inflation (``LETHAL_INFLATED`` in a :class:`CostMap`) or its centre within
 the edge margin — may leave it: candidates cross such cells until their centre line first reaches a
-free cell (a rover in a cell lethal in its own right gets ``start_in_hazard``). Otherwise its cost
+free cell, but never one nearer a hazard (a cell lethal in its own right) than the rover's own cell is
+— an escape may not close in on what it escapes (a rover in a cell lethal in its own right gets
+``start_in_hazard``). Otherwise its cost
 is the integral along the path of the *swept-footprint* cost, the mean of the cell costs under the
 centre and both wheel tracks (a lethal cell under a wheel track counts ``side_hazard_cost``). The
 score, in cost·metres like the global planner's cost-to-go, is::
@@ -741,9 +743,14 @@ class ArcPlanner:
         rows, cols = tm.shape
         near_edge = not (edge_cells <= gx <= cols - edge_cells and edge_cells <= gy <= rows - edge_cells)
         escape = bool(near_edge or (not cost_a[r, c] < np.inf and reason[r, c] == LETHAL_INFLATED))
+        if escape:      # an escape may not close in on a hazard: the distance to one per cell
+            clear = _clearance(cost_a, reason, unknown_cells + 2)
+            clear0 = float(clear[r, c])
+        else:
+            clear, clear0 = _NO_CLEARANCE, 0.0
         K._score_candidates(cost_a, tm.elevation_m, reason, ox, oy, tm.cell_size_m, x, y, yaw, C.xyt, C.cos_sin, C.s_m,
                             C.weight_m, C.n_samples, lateral, p.side_hazard_cost, unknown_cells, edge_cells, escape,
-                            LETHAL_INFLATED,
+                            LETHAL_INFLATED, clear, clear0,
                             np.ascontiguousarray(ctg_end), penalty, heading, p.cost_weight, p.cost_to_go_weight,
                             status, block, cost_int, score)
         return Scores(status, score, cost_int, block, ctg_end, heading, penalty)
@@ -1064,6 +1071,26 @@ def _ro(a: np.ndarray) -> np.ndarray:
     a = np.ascontiguousarray(a)
     a.setflags(write=False)
     return a
+
+
+def _clearance(cost: np.ndarray, reason: np.ndarray, cap_cells: int) -> np.ndarray:
+    """Distance in cells (centre to centre) from every cell to the nearest cell lethal in its own right
+    (lethal and not only by inflation), ``cap_cells`` where none is that close (float64, read-only)."""
+    core = ~(cost < np.inf) & (reason != LETHAL_INFLATED)
+    rows, cols = core.shape
+    R = int(cap_cells)
+    pad = np.zeros((rows + 2 * R, cols + 2 * R), dtype=bool)
+    pad[R:R + rows, R:R + cols] = core
+    clear = np.full(core.shape, float(R))
+    offsets = sorted(((math.hypot(dr, dc), dr, dc) for dr in range(-R, R + 1) for dc in range(-R, R + 1)
+                      if math.hypot(dr, dc) < R), reverse=True)
+    for d, dr, dc in offsets:            # nearer offsets last: they overwrite
+        clear[pad[R + dr:R + dr + rows, R + dc:R + dc + cols]] = d
+    return _ro(clear)
+
+
+_NO_CLEARANCE = np.zeros((1, 1))
+_NO_CLEARANCE.setflags(write=False)
 
 
 def _wrap(a):

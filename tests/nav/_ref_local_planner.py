@@ -83,6 +83,16 @@ def ref_scores(planner, pose, terrain, cost, ctg, unknown_cells, edge_m, prev_cu
     def near_edge(x, y):
         return not (x_lo + e <= x <= x_hi - e and y_lo + e <= y <= y_hi - e)
     escape = near_edge(pose[0], pose[1]) or (not np.isfinite(cost[r0, c0]) and reason[r0, c0] == LETHAL_INFLATED)
+    cap = unknown_cells + 2
+
+    def clearance(rc):          # cells to the nearest cell lethal in its own right, by brute force
+        best = float(cap)
+        for r in range(cost.shape[0]):
+            for c in range(cost.shape[1]):
+                if not np.isfinite(cost[r, c]) and reason[r, c] != LETHAL_INFLATED:
+                    best = min(best, math.hypot(r - rc[0], c - rc[1]))
+        return best
+    clear0 = clearance((r0, c0)) if escape else None
     p = planner.params
     C = planner.candidates
     x0, y0, yaw0 = pose
@@ -105,8 +115,8 @@ def ref_scores(planner, pose, terrain, cost, ctg, unknown_cells, edge_m, prev_cu
             lethal = not np.isfinite(cost[rc])
             if not lethal and not near_edge(wx, wy):
                 escaping = False
-            elif escaping and (not lethal or reason[rc] == LETHAL_INFLATED):
-                pass                               # leaving the margin the rover started in
+            elif escaping and (not lethal or (reason[rc] == LETHAL_INFLATED and clearance(rc) >= clear0)):
+                pass                               # leaving the margin the rover started in, not nearer a hazard
             elif not lethal:
                 status, block = "off_map", s
                 break

@@ -348,3 +348,68 @@ def test_margin_band_cost_is_validated():
         for name in ("margin_band_cost", "margin_fallback_cost"):
             with pytest.raises(ValueError, match=name):
                 ExecParams(**{name: bad})
+
+
+# ----------------------------------------------------------------------------- the arc guard
+def _driving(z, pose=(2.0, 5.0, 0.0), goal=(12.0, 5.0, 0.3)):
+    """An executive that has seen the flat ground ahead and is driving its first arc east."""
+    grid = nav.TerrainMap(np.full(z.shape, np.nan, np.float32), CS)
+    ex = NavExecutive(PROFILE, grid, [goal])
+    assert ex.step(0.0, pose).want_image
+    ex.observe(_cone(z, *pose), t_s=0.0)
+    assert ex.step(0.1, pose).want_plan
+    ex.plan_and_install(pose, 0.1)
+    assert ex.state == "driving" and ex._path is not None
+    return ex
+
+
+def _rock_ahead(z, x_m, y_m=5.0, h=0.4):
+    """The map after a picture shows a 0.2 m wide rock of height ``h`` centred at (x_m, y_m)."""
+    z2 = z.copy()
+    r, c = int(y_m / CS), int(x_m / CS)
+    z2[r - 1:r + 1, c - 1:c + 1] = h
+    return Local(z2[30:70, 0:140].copy(), CS, (0.0, 3.0))
+
+
+def _on_lethal(ex, x, y):
+    return not np.isfinite(ex.costmap().cost[int(y / CS), int(x / CS)])
+
+
+def test_an_arc_the_map_closes_far_ahead_is_cut_short_and_a_new_plan_asked_for():
+    """A rock appears on the map 1.5 m ahead on the arc being driven (a picture taken while driving):
+    the executive keeps driving (no stop) but asks for a plan at once, and without one it halts before
+    the rock's inflated margin: the rover's centre never enters a cell its own map calls lethal."""
+    z = _flat()
+    ex = _driving(z)
+    assert ex._path[-1, 0] > 3.7                              # the arc runs over where the rock will be
+    x, y, yaw, t = 2.0, 5.0, 0.0, 0.2
+    ex.observe(_rock_ahead(z, 3.6), t_s=t)                 # no plan follows: the planner is "busy"
+    ex._need_plan = False                                    # (the picture's own plan request, dropped)
+    cmd = ex.step(t, (x, y, yaw))
+    assert cmd.vx_mps > 0 and cmd.want_plan                  # still driving, and a plan is wanted
+    assert [e[1] for e in ex.events].count("path_closed") == 1
+    assert "step" in ex.events[-1][2]["why"] or "rover radius" in ex.events[-1][2]["why"]
+    for _ in range(200):                                     # drive it out without ever planning
+        t += 0.1
+        cmd = ex.step(t, (x, y, yaw))
+        x += cmd.vx_mps * 0.1
+        assert not _on_lethal(ex, x, y), (x, y)
+        if cmd.vx_mps == 0.0:
+            break
+    assert cmd.vx_mps == 0.0 and 2.4 < x < 3.6 - PROFILE.inflation_radius_m
+
+
+def test_an_arc_closed_within_the_stopping_distance_stops_the_rover_now():
+    z = _flat()
+    ex = _driving(z)
+    x = 2.0
+    for k in range(5):                                       # up to speed
+        cmd = ex.step(0.2 + 0.1 * k, (x, 5.0, 0.0))
+        x += cmd.vx_mps * 0.1
+    assert cmd.vx_mps > 0
+    # a hazard whose inflated margin begins a cell ahead of the rover
+    ex.observe(_rock_ahead(z, x + PROFILE.inflation_radius_m + ex.params.inflation_margin_m + 0.2), t_s=0.8)
+    cmd = ex.step(0.8, (x, 5.0, 0.0))
+    assert cmd.twist == (0.0, 0.0) and ex._path is None
+    assert ex.events[-1][1] == "path_blocked" and ex.events[-1][2]["ahead_m"] < 0.3
+    assert cmd.want_plan or ex._plan_pending or ex._need_image

@@ -203,6 +203,52 @@ def test_cheap_scores_match_the_reference(prof):
     assert counts["free"] > 0 and counts["blocked"] + counts["blocked_unknown"] > 0   # the case exercises both
 
 
+def test_an_escape_from_the_inflation_margin_never_closes_in_on_the_hazard():
+    """A rover inside the inflated margin of a rock (its map changed around it) may cross the margin to
+    get out, but no escape candidate may pass a cell nearer the rock than its own: those heading at it
+    are blocked, those leaving are free. Oracle: brute-force distances to the rock's lethal cells, and the
+    reference scorer (same rule, written out)."""
+    tm = nav.TerrainMap(np.zeros((60, 80), np.float32), 0.1)
+    z = tm.elevation_m.copy()
+    z[29:31, 40:42] = 0.4                                   # a 0.2 m rock at x 4.0..4.2, y 2.9..3.1
+    tm = nav.TerrainMap(z, 0.1)
+    cm = nav.traversability(tm, OSR)
+    core = ~np.isfinite(cm.cost) & (cm.reason != nav.costmap.LETHAL_INFLATED)
+    core_rc = np.argwhere(core)
+    pose = (3.55, 2.75, 0.0)                                # south-west of the rock, facing east
+    r0, c0 = tm.world_to_cell(pose[:2])
+    assert cm.reason[r0, c0] == nav.costmap.LETHAL_INFLATED   # in the margin, not on the rock
+
+    def clear(r, c):
+        return float(np.hypot(core_rc[:, 0] - r, core_rc[:, 1] - c).min())
+    pl = ArcPlanner(OSR, SMALL)
+    ctg = euclid_ctg(tm, (7.5, 3.0))
+    sc = pl.score(pose, tm, cm, ctg)
+    C = pl.candidates
+    c0_, s0_ = math.cos(pose[2]), math.sin(pose[2])
+    n_closing_blocked = n_free = 0
+    for i in range(len(C)):
+        lethal_seen, closes = [], False
+        for j in range(int(C.n_samples[i])):
+            bx, by = C.xyt[i, j, :2]
+            r, c = tm.world_to_cell((pose[0] + c0_ * bx - s0_ * by, pose[1] + s0_ * bx + c0_ * by))
+            if np.isfinite(cm.cost[r, c]):
+                break                                       # out of the margin: the escape is over
+            closes |= bool(core[r, c]) or clear(r, c) < clear(r0, c0)
+        if STATUS_NAMES[sc.status[i]] == "free":
+            n_free += 1
+            assert not closes, f"candidate {i} escapes toward the rock"
+        elif closes:
+            n_closing_blocked += 1
+    assert n_free > 0 and n_closing_blocked > 0             # the case exercises both
+    status, score, cost, block = ref_scores(
+        pl, pose, tm, cm.cost, lambda x, y: ctg.at(np.array([[x, y]]))[0],
+        int(math.ceil(cm.limits["inflation_radius_m"] / tm.cell_size_m - 1e-9)),
+        max(cm.limits["inflation_radius_m"], pl._body.reach_m), None, cm.reason)
+    assert [STATUS_NAMES[s] for s in sc.status] == status
+    np.testing.assert_array_equal(sc.block_s_m, block)
+
+
 def test_cost_to_go_is_field_dstar_in_metres_and_samples_over_finite_corners():
     from nav.field_dstar import cost_to_goal
 
