@@ -228,7 +228,7 @@ def test_an_escape_from_the_inflation_margin_never_closes_in_on_the_hazard():
     c0_, s0_ = math.cos(pose[2]), math.sin(pose[2])
     n_closing_blocked = n_free = 0
     for i in range(len(C)):
-        lethal_seen, closes = [], False
+        closes = False
         for j in range(int(C.n_samples[i])):
             bx, by = C.xyt[i, j, :2]
             r, c = tm.world_to_cell((pose[0] + c0_ * bx - s0_ * by, pose[1] + s0_ * bx + c0_ * by))
