@@ -420,6 +420,8 @@ class VirtualLink:
         self._rx: list = []          # heap of (arrival_s, seq, bytes) on their way to the device
         self._tx: list = []          # heap of (available_s, seq, bytes) on their way to the host
         self._tx_busy_until = -math.inf
+        self._rx_busy_until = -math.inf   # a serial line is FIFO: a chunk never overtakes an earlier one
+        self._tx_last_s = -math.inf
         self.bytes_to_device = 0
         self.bytes_to_host = 0
 
@@ -438,7 +440,11 @@ class VirtualLink:
             self.bytes_to_device += len(data)
             chunks = self.injector.process(data, t, "to_device") if self.injector else [(t, data)]
             for tc, c in chunks:
-                heapq.heappush(self._rx, (tc + self.wire_s(len(c)), next(self._seq), c))
+                # bytes go on the wire one after the other: a short write right behind a long one (a client
+                # that writes a packet in pieces, as BasicMicro's own library does) arrives after it
+                end = max(tc, self._rx_busy_until) + self.wire_s(len(c))
+                self._rx_busy_until = end
+                heapq.heappush(self._rx, (end, next(self._seq), c))
             self.service(t)
 
     def service(self, t: float | None = None) -> None:
@@ -463,6 +469,8 @@ class VirtualLink:
         self._tx_busy_until = end
         inj = self.injector
         for ta, rb in (inj.process(frame, end, "to_host") if inj else [(end, frame)]):
+            ta = max(ta, self._tx_last_s)        # a delayed chunk holds back the ones behind it (FIFO)
+            self._tx_last_s = ta
             heapq.heappush(self._tx, (ta, next(self._seq), rb))
 
     def host_read(self, n: int, t: float | None = None) -> bytes:
@@ -514,7 +522,7 @@ class VirtualLink:
         with self.lock:
             self._rx.clear()
             self._tx.clear()
-            self._tx_busy_until = -math.inf
+            self._tx_busy_until = self._rx_busy_until = self._tx_last_s = -math.inf
 
     def disconnected(self, t: float | None = None) -> Disconnect | None:
         if self.injector is None:

@@ -7,6 +7,8 @@
   motion until a fresh SET_WHEELS, e-stop latch, reboot, millis() wrap);
 * differential: random command/time/noise sequences through the C core and the Python reference
   model of PROTOCOL.md §2.4 (tests/drivers/_ref_protocols.py) give identical bytes and states;
+* against the Python driver: drivers.rnp.RnpRover runs a bench session (connect, drive, watchdogs, e-stop)
+  against a virtual board whose firmware core is the compiled C core (twinned with the Python port);
 * fuzzing: random and corrupted bytes through the C receiver via ctypes, and through a standalone
   harness built with -fsanitize=address,undefined (run in a subprocess, so no LD_PRELOAD is needed).
 
@@ -641,6 +643,112 @@ def test_c_core_matches_the_virtual_device_end_to_end(lib):
         np.testing.assert_allclose(dev.targets_radps() if moving else np.zeros(4), expect)
     assert replies > 800
 
+
+class TwinCore:
+    """The virtual board's firmware core run twice, fed the same calls: the Python port (which the device acts
+    on) and the compiled C core. Every reply must be the same bytes and every output, fault word and state
+    the same, so the board behaves exactly as one running the C core would."""
+
+    def __init__(self, py, c):
+        self._py, self._c = py, c
+        self.chunks = self.replies = self.ticks = 0
+
+    def __getattr__(self, name):                      # attributes the device reads (armed, watchdog_ms...)
+        return getattr(self._py, name)
+
+    def _same(self, where):
+        assert self._c.output() == self._py.targets(), where
+        assert (self._c.faults(), self._c.state()) == (self._py.faults(), self._py.state()), where
+
+    def boot(self, now_ms):
+        self._py.boot(now_ms)
+        assert self._c.lib.rnp_device_init(self._c.mem, ctypes.byref(self._c.cfg), now_ms & 0xFFFFFFFF) == 0
+        self._same("boot")
+
+    def set_sensors(self, *sensors):
+        self._py.set_sensors(*sensors)
+        self._c.set_sensors(*sensors)
+
+    def tick(self, now_ms):
+        tripped = self._py.tick(now_ms)
+        self._c.tick(now_ms)
+        self.ticks += 1
+        self._same(f"tick at {now_ms} ms")
+        return tripped
+
+    def estop(self):
+        self._py.estop()
+        self._c.hw_estop()
+        self._same("hardware e-stop")
+
+    def rx_frames(self, data, now_ms):
+        out = self._py.rx_frames(data, now_ms)
+        want = self._c.rx_bytes(bytes(data), now_ms)
+        assert b"".join(r[0] for r in out) == want, f"replies differ for {bytes(data).hex()} at {now_ms} ms"
+        self._same(f"rx at {now_ms} ms")
+        self.chunks += 1
+        self.replies += len(out)
+        return out
+
+
+def test_the_python_driver_drives_the_compiled_c_core(lib):
+    """The real driver (drivers.rnp.RnpRover, single-threaded on simulated time over sim://) runs a bench
+    session against a board whose firmware core is the compiled C core (twinned with the Python port, see
+    TwinCore): connect, arm, drive, host-watchdog stop, the host dying (the C watchdog stops the wheels),
+    recovery with a fresh command, a hardware e-stop and a re-arm. Every byte the driver sent went through
+    the C receiver and every reply the driver parsed is the C core's."""
+    import numpy as np
+
+    import nav
+    import sim.devices as sd
+    from drivers import Fault
+    from drivers.rnp import RnpRover
+
+    profile = nav.load_rover("skidsteer")
+    w = sd.flat_world(size_m=30.0, cell_size_m=0.1, physics_dt_s=0.001)
+    att = sd.attach_sim("rnp-c-core", "rnp", rover=profile, world=w, baud=115200)
+    dev = att.device
+    py = dev.core
+    twin = TwinCore(py, CDevice(lib, n_wheels=py.n, counts_per_rev=py.counts_per_rev,
+                                max_speed_cps=py.max_speed_cps, capabilities=py.capabilities, fw=py.fw_version,
+                                now_ms=py.last_feed_ms))
+    twin._same("power on")
+    dev.core = twin
+    r = RnpRover(att.url, profile, clock=w.clock, threaded=False)
+
+    def drive(seconds):
+        sd.run_stepped(w, r, seconds, control=lambda t: r.set_twist(0.2, 0.0))
+
+    try:
+        r.open()
+        r.arm()
+        drive(1.0)
+        tel = r.read_telemetry()
+        assert dev.targets_cps().all() and np.all(tel.wheel_speed_radps > 1.0) and not tel.faults
+        sd.run_stepped(w, r, 0.5)                                       # control goes quiet
+        assert r.stats.watchdog_stop_s and not dev.targets_cps().any()
+        drive(0.5)
+        assert dev.targets_cps().all()
+        sd.run_stepped(w, r, 0.8, spin=False, watchdog=False)          # the host dies: the C core's watchdog
+        assert twin._c.faults() & int(RnpFault.WATCHDOG) and twin._c.output()[0] is False
+        assert [e for e in dev.events if e[1] == "watchdog"]
+        drive(1.0)                                                      # the host is back: a fresh command
+        assert dev.targets_cps().all() and twin._c.output()[0] is True
+        dev.press_estop(True)                                           # the board's e-stop input
+        drive(0.3)                                                      # commands are dropped meanwhile
+        assert not dev.targets_cps().any() and Fault.ESTOP in r.read_telemetry().faults
+        assert twin._c.faults() & int(RnpFault.ESTOP)
+        dev.press_estop(False)
+        drive(0.3)
+        assert not dev.targets_cps().any()                              # latched until arm()
+        r.arm()
+        drive(0.5)
+        assert dev.targets_cps().all() and twin._c.output()[0] is True
+        assert np.all(r.read_telemetry().wheel_speed_radps > 1.0)
+    finally:
+        r.close()
+        att.close()
+    assert twin.chunks > 200 and twin.replies > 200 and twin.ticks > 1000
 
 # ----------------------------------------------------------------------------- fuzzing
 def test_fuzz_c_receiver_replies_are_always_valid_frames(lib):

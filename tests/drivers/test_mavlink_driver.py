@@ -197,7 +197,7 @@ def test_set_wheels_maps_a_rigid_twist_and_refuses_the_rest(armed):
     speed, steer = LAYOUT.inverse(0.3, 0.2)
     t0 = att.world.time_s
     r.set_wheels(speed, steer)
-    r.spin_once()
+    run(att, r, 0.03)                           # the wire is FIFO: the target waits for the frames ahead of it
     _, f = sent(att, "SET_POSITION_TARGET_LOCAL_NED", t0)[-1]
     assert f["vx"] == pytest.approx(0.3, abs=1e-6) and f["yaw_rate"] == pytest.approx(-0.2, abs=1e-6)
     bad = speed.copy()
@@ -313,7 +313,7 @@ def test_stop_and_estop(armed):
     assert att.device.velocity_target()[1] == pytest.approx(0.3)
     t0 = att.world.time_s
     r.estop()
-    r.spin_once()
+    run(att, r, 0.03)                                                       # (wire time of both frames)
     assert att.device.velocity_target() is None and not att.device.armed     # zero target, then forced disarm
     (f,) = commands(att, 400, t0)
     assert (f["param1"], f["param2"]) == (0.0, 21196.0)

@@ -252,10 +252,13 @@ def test_port_vanishing_is_link_lost_and_recovers(opened):
     sd.unplug(att.name)
     run(att, r, 0.1)
     assert not r.link_up and "vanished" in r.link_reason and r.transport.lost
+    t_replug = att.world.clock.now()
     sd.replug(att.name, same_name=True)
     run(att, r, 1.0)
     assert r.link_up and r.stats.reconnects == 1
     assert att.device.serial_timeouts() == {0x80: 5, 0x81: 5, 0x82: 5}
+    # the controllers kept their setting, but the driver cannot know that: command 14 is sent again
+    assert all(att.device.count_requests(Cmd.SET_SERIAL_TIMEOUT, a, since_s=t_replug) == 1 for a in (0x80, 0x81, 0x82))
 
 
 def test_reboot_is_detected_from_the_timeout_readback():
