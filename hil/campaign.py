@@ -569,6 +569,8 @@ def aggregate(records, campaign: Campaign, *, runs_requested: int | None = None,
                     "examples": [{"run": r["index"], "reason": (r.get("redraw_reasons") or [""])[0]}
                                  for r in recs if r.get("redraws")][:3]},
         "metrics": metrics, "families": families,
+        "margins_relaxed": {"runs": sum(1 for r in recs if r.get("margins_relaxed")),
+                            "successes": sum(ok[i] for i, r in enumerate(recs) if r.get("margins_relaxed"))},
     }
     checks = _checks(agg, crit)
     agg["criteria"] = dataclasses.asdict(crit)
@@ -649,6 +651,10 @@ def format_report(agg: dict, paths: dict | None = None) -> str:
                          f"(n={d['n']}, {d['over']})")
     lines.append(f"  hazard violations    {agg['hazard_violations']['total']} in "
                  f"{agg['hazard_violations']['runs']} run(s)")
+    mr = agg.get("margins_relaxed") or {}
+    if mr.get("runs"):
+        lines.append(f"margins relaxed (goal unreachable within the planning margins) in {mr['runs']} run(s), "
+                     f"{mr['successes']} of them successful")
     rd = agg.get("redraws") or {}
     if rd.get("runs"):
         lines.append(f"terrain redrawn for {rd['runs']} run(s) ({rd['total']} redraws; start or goal on a hazard), "
@@ -957,6 +963,8 @@ def _execute(task: _Task) -> dict:
         rec = {"index": task.index, "family": task.family, "overrides": overrides, "redraws": k}
         try:
             summary = _resolve_runner(task.runner)(scenario, **task.kwargs)
+            if (getattr(summary, "executive", None) or {}).get("margins_relaxed"):
+                rec["margins_relaxed"] = True         # the executive had to make the margin band passable
             summary = summary.to_dict() if hasattr(summary, "to_dict") else dict(summary)
             rec["summary"] = _plain(summary)
         except _ConfigError as e:           # an invalid draw: try the next terrain

@@ -332,9 +332,11 @@ def test_aggregate_hand_made(tmp_path):
     c = load_campaign(write(tmp_path, GOOD))
     recs = [
         {"index": 0, "family": "low", "overrides": {}, "summary": _summary(ratio=1.0, speed=90.0)},
-        {"index": 1, "family": "low", "overrides": {}, "summary": _summary(ratio=1.2, speed=110.0)},
+        {"index": 1, "family": "low", "overrides": {}, "summary": _summary(ratio=1.2, speed=110.0),
+         "margins_relaxed": True},
         {"index": 2, "family": "high", "overrides": {}, "summary": _summary("stuck", reason="wheels dug in")},
-        {"index": 3, "family": "low", "overrides": {}, "summary": _summary(hv=2, ratio=1.4, speed=120.0)},
+        {"index": 3, "family": "low", "overrides": {}, "summary": _summary(hv=2, ratio=1.4, speed=120.0),
+         "margins_relaxed": True},
         {"index": 4, "family": "low", "overrides": {}, "summary": _summary(
             ratio=1.3, speed=100.0, faults=[{"kind": "slip", "at_s": 3.0, "survived": True},
                                             {"kind": "link_loss", "at_s": 9.0, "survived": False}])},
@@ -385,9 +387,32 @@ def test_aggregate_hand_made(tmp_path):
     text = format_report(a)
     assert "3/6 = 50.0 %" in text and "FAILED: error_runs" in text and "stuck" in text
     assert "link_loss 0/1, slip 1/1" in text
+    assert a["margins_relaxed"] == {"runs": 2, "successes": 1}
+    assert "margins relaxed (goal unreachable within the planning margins) in 2 run(s), 1 of them successful" in text
 
 
 # ----------------------------------------------------------------------------- execution
+class _Relaxing:
+    """A TraverseSummary stand-in whose executive relaxed its margins on odd terrain seeds."""
+
+    def __init__(self, d, relaxed):
+        self._d, self.executive = d, {"margins_relaxed": relaxed}
+
+    def to_dict(self):
+        return self._d.to_dict()
+
+
+def _relaxing_runner(scenario, **kw):
+    return _Relaxing(fake_runner(scenario, **kw), bool(scenario.terrain.seed % 2))
+
+
+def test_runs_that_relaxed_their_margins_are_recorded_and_counted(tmp_path):
+    res = run_campaign(write(tmp_path, GOOD), runs=8, workers=1, runner=_relaxing_runner)
+    seeds = [r["overrides"]["terrain.seed"] for r in res.records]
+    assert [bool(r.get("margins_relaxed")) for r in res.records] == [bool(s % 2) for s in seeds]
+    assert res.aggregate["margins_relaxed"]["runs"] == sum(s % 2 for s in seeds)
+
+
 def test_in_process_run_writes_everything(tmp_path):
     seen = []
     res = run_campaign(write(tmp_path, GOOD), runs=9, workers=1, runner=fake_runner, out_dir=tmp_path / "out",
