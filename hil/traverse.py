@@ -34,8 +34,11 @@ Scoring (from the simulator's truth)
 * oracle length: Field D* on the true cost map from the start through every goal, each leg counted up to
   where it enters the goal's tolerance circle (where the rover stops too); ``path_ratio`` is the driven
   (true) path length over it;
-* the start must be at least :data:`START_CLEAR_M` from every hazard of the true terrain (the rover's first
-  turn sweeps ground it cannot see): :func:`build_traverse` raises ``ConfigError`` otherwise;
+* the start must be clear of every hazard of the true terrain (lethal cells, inflated by the rover radius)
+  out to where its cameras first see the ground (:func:`nav.executive.blind_distance_m`, at least
+  :data:`START_CLEAR_M`): the rover drives and turns over that ground before it can see it, as a real rover
+  needs a start it (or its operators) saw to be safe. :func:`build_traverse` raises ``ConfigError``
+  otherwise (a campaign then redraws the terrain);
 * minimum belly clearance, maximum tilt, localisation error (estimate vs truth, horizontal) at the end
   and at worst, moving fraction (share of the traverse time the rover moved faster than 10 % of its
   top speed or turned faster than 5°/s), and the average speed in metres per hour (driven length over
@@ -59,7 +62,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 __all__ = ["run_traverse", "build_traverse", "TraverseSummary", "TimingModel", "Observation", "SUMMARY_KEYS",
-           "OUTCOMES", "BACKENDS", "TraverseSetup", "TraverseLoop", "LoopRecorder", "TickDecision"]
+           "OUTCOMES", "BACKENDS", "TraverseSetup", "TraverseLoop", "LoopRecorder", "TickDecision", "start_clear_m"]
 
 log = logging.getLogger(__name__)
 _log = log       # for run_traverse, whose ``log`` parameter hides the module's logger
@@ -231,12 +234,13 @@ def build_traverse(scenario, *, prior_sigma_m: float = 0.25, map_cell_m: float =
                                 f"{true_cm.explain((r, c))}")
         if key == "start":
             # the rover's first turn sweeps cells around it that it cannot see (under the body)
-            near = _lethal_near(true_cm, x, y, START_CLEAR_M)
+            clear_m = start_clear_m(profile)
+            near = _lethal_near(true_cm, x, y, clear_m)
             if near is not None:
                 raise _config_error(sc, key, {"x_m": x, "y_m": y},
-                                    f"lies within {START_CLEAR_M:g} m of a hazard of the true terrain (x={x:.2f} m, "
-                                    f"y={y:.2f} m; the rover turns there before it can see the ground under "
-                                    f"it): cell {near} is {true_cm.explain(near)}")
+                                    f"lies within {clear_m:.2f} m of a hazard of the true terrain (x={x:.2f} m, "
+                                    f"y={y:.2f} m; the rover drives and turns there before its cameras can see "
+                                    f"that ground): cell {near} is {true_cm.explain(near)}")
     # the rover's map grid, and what it knows beforehand
     cell = max(float(map_cell_m), tm.cell_size_m)
     x0, x1, y0, y1 = tm.extent_m
@@ -293,8 +297,16 @@ def _length_to_disc(xy: np.ndarray, centre, radius_m: float) -> float:
     return float(seg[:i - 1].sum() + t * seg[i - 1])
 
 
-#: The true terrain must be free of hazards this far around the start (beyond the rover radius).
+#: The true terrain must be free of hazards at least this far around the start (beyond the rover radius).
 START_CLEAR_M = 0.2
+
+
+def start_clear_m(profile) -> float:
+    """How far around the start the true terrain must be free of hazards (beyond the rover radius): out to
+    where the profile's cameras first see the ground, and at least :data:`START_CLEAR_M`."""
+    from nav.executive import blind_distance_m
+
+    return max(START_CLEAR_M, blind_distance_m(profile))
 
 
 def _lethal_near(cm, x: float, y: float, radius_m: float):

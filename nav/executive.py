@@ -74,7 +74,7 @@ from .local_planner import ArcParams, ArcPlanner, CostToGo, LocalPlan, LocalPlan
 from .terrain_map import TerrainMap
 from .traversability import traversability, window_cells
 
-__all__ = ["NavExecutive", "ExecParams", "ExecCommand", "PlanResult", "OverwriteMap", "MODES", "STATES",
+__all__ = ["NavExecutive", "ExecParams", "blind_distance_m", "ExecCommand", "PlanResult", "OverwriteMap", "MODES", "STATES",
            "OUTCOMES"]
 
 log = logging.getLogger(__name__)
@@ -376,7 +376,7 @@ class NavExecutive:
         self.arc_planner = ArcPlanner(profile, arc)
         self.follower = PurePursuit(profile, p.lookahead_m, speed_mps=p.speed_mps, slow_down_m=p.slow_down_m)
         self._fill_m = p.footprint_fill_m if p.footprint_fill_m is not None else \
-            max(0.5 * math.hypot(profile.geometry.length_m, profile.geometry.width_m), _blind_m(profile)) + 0.1
+            max(0.5 * math.hypot(profile.geometry.length_m, profile.geometry.width_m), blind_distance_m(profile)) + 0.1
         # the map state; heights known beforehand (a prior) give way to the cameras' wherever the cameras
         # covered the ground, also in the holes between measured cells: mixing 1 m prior heights with
         # sparse measured ones would read as steps and roughness
@@ -1336,8 +1336,9 @@ def _dilate(mask: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def _blind_m(profile: RoverProfile) -> float:
-    """Ground distance from the body origin to where the cameras' lower image edge meets flat ground."""
+def blind_distance_m(profile: RoverProfile) -> float:
+    """Ground distance from the body origin to where the cameras' lower image edge meets flat ground: the
+    rover never sees the ground closer than this from where it stands (0 when the profile has no camera)."""
     cam = profile.camera
     try:
         half_v = math.atan(0.5 * cam.height_px / float(cam.K[1, 1]))

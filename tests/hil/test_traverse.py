@@ -172,6 +172,48 @@ def test_goal_on_a_true_hazard_is_a_config_error():
         build_traverse(bad)
 
 
+def test_a_start_closer_to_a_hazard_than_the_cameras_see_is_a_config_error():
+    """The rover drives over the ground within the cameras' blind distance before it can see it, so the
+    true terrain must be clear that far around the start (checked with a brute-force distance to the
+    lethal cells)."""
+    from hil.scenario import StartPose
+    from hil.traverse import start_clear_m
+    from nav.executive import blind_distance_m
+    from sim.terrain import generate_terrain
+
+    sc = load_scenario("quick")
+    t = sc.terrain
+    prof = nav.load_rover(sc.rover)
+    assert start_clear_m(prof) == pytest.approx(blind_distance_m(prof)) and 0.5 < start_clear_m(prof) < 1.2
+    cm = nav.traversability(generate_terrain(t.preset, size_m=t.size_m, cell_size_m=t.cell_size_m, seed=t.seed,
+                                             rock_cfa=t.rock_cfa).terrain, nav.load_rover(sc.rover))
+    lethal = np.argwhere(~np.isfinite(cm.cost)) * cm.cell_size_m
+    free = np.argwhere(np.isfinite(cm.cost))
+    rng = np.random.default_rng(3)
+    found = {}
+    for i in rng.permutation(len(free))[:4000]:
+        r, c = free[i]
+        if not (40 <= r < cm.shape[0] - 40 and 40 <= c < cm.shape[1] - 40):
+            continue
+        d = float(np.hypot(*(lethal - (r * cm.cell_size_m, c * cm.cell_size_m)).T).min())
+        if 0.3 < d < start_clear_m(prof) - 0.1:
+            found.setdefault("near", (r, c))
+        elif d > start_clear_m(prof) + 0.1:
+            found.setdefault("far", (r, c))
+        if len(found) == 2:
+            break
+    assert len(found) == 2
+    for kind, rc in found.items():
+        x, y = cm.terrain.cell_to_world(rc)
+        s2 = sc.with_overrides(terrain__clear_radius_m=0.0, start=StartPose(x_m=float(x), y_m=float(y)),
+                               goal=sc.goal.__class__(x_m=float(x) + 0.1, y_m=float(y), tolerance_m=0.5))
+        if kind == "near":
+            with pytest.raises(nav.ConfigError, match=r"start .*lies within 0\.\d\d m of a hazard.*cameras can see"):
+                build_traverse(s2)
+        else:
+            build_traverse(s2)
+
+
 def test_interrupt_stops_and_writes_the_summary(tmp_path):
     calls = []
 
@@ -197,7 +239,9 @@ def test_time_and_distance_limits():
                                                            goal=load_scenario("quick").goal.__class__(
                                                                x_m=15.0, y_m=10.0, tolerance_m=0.05)), out_dir=None)
     assert s.outcome == "distance_limit" and "max_distance_factor 1.01" in s.reason, s.reason
-    assert 10.1 < s.distance_m < 10.2
+    sc = load_scenario("quick")
+    straight = math.hypot(sc.goal.x_m - sc.start.x_m, sc.goal.y_m - sc.start.y_m)
+    assert 1.01 * straight < s.distance_m < 1.01 * straight + 0.1
 
 
 def test_timing_model_validation():
