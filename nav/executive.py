@@ -74,8 +74,8 @@ from .local_planner import ArcParams, ArcPlanner, CostToGo, LocalPlan, LocalPlan
 from .terrain_map import TerrainMap
 from .traversability import traversability, window_cells
 
-__all__ = ["NavExecutive", "ExecParams", "blind_distance_m", "ExecCommand", "PlanResult", "OverwriteMap", "MODES", "STATES",
-           "OUTCOMES"]
+__all__ = ["NavExecutive", "ExecParams", "blind_distance_m", "ExecCommand", "PlanResult", "OverwriteMap", "MODES",
+           "STATES", "OUTCOMES"]
 
 log = logging.getLogger(__name__)
 
@@ -824,7 +824,7 @@ class NavExecutive:
                 fc = self.follower.command((x, y, yaw), self._path)
                 driven = self._odo - self._path_start_odo
                 self.max_cross_track_m = max(self.max_cross_track_m, abs(fc.cross_track_m))
-                blocked = None if fc.done else self._guard_path(fc.progress_m, t_s)
+                blocked = None if fc.done else self._guard_path(fc.progress_m, t_s, dt)
                 if blocked is not None:         # the map changed under the arc: stop short of it, plan again
                     self._path = None
                     if not self._plan_pending:
@@ -972,7 +972,7 @@ class NavExecutive:
         free = np.isfinite(self._cost[rr, cc])
         self._path_escape_n = int(np.argmax(free)) if free.any() else len(free)
 
-    def _guard_path(self, progress_m: float, t_s: float):
+    def _guard_path(self, progress_m: float, t_s: float, tick_s: float):
         """Check the rest of the arc against the map as it is now (cells turn lethal as the rover sees
         more). Past the escape it started with, a lethal sample closes the arc; inside the escape, one
         lethal in its own right does. Far ahead, the arc is cut short by the stopping distance and a
@@ -992,7 +992,8 @@ class NavExecutive:
             return None
         j = j0 + int(np.argmax(bad))
         v = abs(self._last_cmd[0])
-        stop_m = v * v / (2.0 * self.profile.drive.max_accel_mps2) + v * 0.1 + self.cell_size_m
+        # braking, plus one control tick (at least 0.1 s) before the stop is commanded, plus a cell
+        stop_m = v * v / (2.0 * self.profile.drive.max_accel_mps2) + v * max(tick_s, 0.1) + self.cell_size_m
         ahead = float(s[j]) - progress_m
         if ahead > stop_m:             # room to keep driving while the next plan is made
             if not math.isfinite(self._path_stop_s):
