@@ -67,7 +67,7 @@ import numpy as np
 
 from . import _field_dstar_kernels as _fdk
 from .config import RoverProfile
-from .costmap import LETHAL_INFLATED, CostMap
+from .costmap import LETHAL_INFLATED, LETHAL_UNKNOWN, CostMap
 from .errors import GoalInHazard, NoPathFound, StartInHazard
 from .follow import PurePursuit
 from .local_planner import ArcParams, ArcPlanner, CostToGo, LocalPlan, LocalPlanFailure
@@ -142,8 +142,12 @@ class ExecParams:
     lookahead_m, speed_mps : float, optional
         Pure pursuit's lookahead and cruise speed (defaults 0.35 m and the profile's maximum).
     footprint_fill_m : float, optional
-        Radius around the rover whose unseen cells take the height of the plane the rover stands on,
-        for the body check (the rover is standing there; default half the footprint diagonal + 0.1 m).
+        Radius around the *start* pose whose unseen cells take the height of the plane the rover stands
+        on, bridged smoothly to the heights the cameras saw, for the body check (default the larger of half
+        the footprint diagonal and the cameras' blind distance, + 0.1 m: a traverse starts on ground known
+        to be clear out to where the cameras first see it). Anywhere else only the ground under the body
+        (half the footprint diagonal + one cell) is filled: the rover stands there, but ground beside it
+        that no camera saw stays unknown, so arcs into it are verified only up to where it begins.
     prior_cover_m : float
         Heights known beforehand (a prior) within this distance of a cell the cameras measured are
         ignored by traversability: there the cameras' heights (and unknown holes between them) rule.
@@ -416,6 +420,7 @@ class NavExecutive:
         self._image_odo = -math.inf
         self._odo = 0.0
         self._last_xy = None
+        self._start_xy = None           # the first pose: the start zone whose unseen ground may be filled
         self._prev_curv = None
         self._local_failures = 0
         self._turn_target = None
@@ -762,6 +767,8 @@ class NavExecutive:
         x, y, yaw = _pose_xy_yaw(pose)
         t_s = float(t_s)
         with self._lock:
+            if self._start_xy is None:
+                self._start_xy = (x, y)
             dt = 0.0 if self._last_t is None else max(t_s - self._last_t, 0.0)
             self._last_t = t_s
             if self._last_xy is not None:
@@ -854,6 +861,8 @@ class NavExecutive:
         x, y, yaw = _pose_xy_yaw(pose)
         T = np.asarray(pose, dtype=np.float64) if np.shape(pose) == (4, 4) else None
         with self._lock:
+            if self._start_xy is None:
+                self._start_xy = (x, y)
             self._plan_pending = True
             self._need_plan = False
             goal_i = self._goal_i
@@ -1208,6 +1217,18 @@ class NavExecutive:
         z = np.asarray(self.gmap.height_m)[r0:r1, c0:c1].astype(np.float32)
         z = np.where(self._observed[r0:r1, c0:c1], z, np.float32(np.nan))
         self._fill_footprint(z, origin, x, y, T)
+        # ground near the rover that no camera saw (beside or behind it after a turn: the cameras are blind
+        # out to blind_distance_m) is a hazard to the cheap pass, grown by the rover radius like one (an
+        # inflation margin the rover may leave), so the body check spends its candidates on arcs whose
+        # wheels stay on seen ground instead of failing them all as unverifiable
+        unseen = ~np.isfinite(z) & self._near_disc(origin, z.shape, x, y, self._fill_m)
+        if unseen.any():
+            cost = cost.copy()
+            margin = _dilate_disc(unseen, self._trav_kw["inflation_radius_m"] / cs) & np.isfinite(cost)
+            cost[margin] = np.inf
+            reason[margin] = LETHAL_INFLATED
+            cost[unseen] = np.inf
+            reason[unseen] |= LETHAL_UNKNOWN
         terrain = TerrainMap(z, cs, origin, source="rover map (seen)")
         cmap = CostMap(terrain=terrain, cost=cost, slope_deg=self._slope[r0:r1, c0:c1],
                        step_m=self._step[r0:r1, c0:c1], roughness_m=self._rough[r0:r1, c0:c1], reason=reason,
@@ -1216,12 +1237,23 @@ class NavExecutive:
         return self.arc_planner.plan((x, y, yaw), terrain, cmap, CostToGo(ctg, cs, origin, (gx, gy)),
                                      prev_curvature_per_m=self._prev_curv)
 
-    def _fill_footprint(self, z, origin, x, y, T):
-        """Unseen cells near the rover, for the body check (in place): under the body (half its diagonal)
-        the plane the rover stands on; out to the fill radius, a smooth bridge from there to the heights
-        the cameras saw (repeated averaging of known neighbours)."""
+    def _near_disc(self, origin, shape, x, y, radius_m) -> np.ndarray:
+        """Cells of a window (``origin``, ``shape``) whose centres lie within ``radius_m`` of (x, y)."""
         cs = self.cell_size_m
-        R = self._fill_m
+        yy = origin[1] + (np.arange(shape[0]) + 0.5) * cs - y
+        xx = origin[0] + (np.arange(shape[1]) + 0.5) * cs - x
+        return xx[None, :] ** 2 + yy[:, None] ** 2 <= radius_m * radius_m
+
+    def _fill_footprint(self, z, origin, x, y, T):
+        """Unseen cells near the rover, for the body check (in place): under the body (half its diagonal
+        and a cell) the plane the rover stands on; within the fill radius of the start pose (ground known
+        to be clear when the traverse began), a smooth bridge from there to the heights the cameras saw
+        (repeated averaging of known neighbours). Other unseen cells stay unknown."""
+        cs = self.cell_size_m
+        body_r = 0.5 * math.hypot(self.profile.geometry.length_m, self.profile.geometry.width_m) + cs
+        sx, sy = self._start_xy if self._start_xy is not None else (x, y)
+        d_start = math.hypot(x - sx, y - sy)
+        R = max(d_start + self._fill_m, body_r) if d_start < self._fill_m + self.params.window_m else body_r
         rows, cols = z.shape
         c0 = max(int(math.floor((x - R - origin[0]) / cs)) - 1, 0)
         c1 = min(int(math.ceil((x + R - origin[0]) / cs)) + 2, cols)
@@ -1234,9 +1266,10 @@ class NavExecutive:
         dx = xx[None, :] - x
         dy = yy[:, None] - y
         d2 = dx * dx + dy * dy
-        disc = d2 <= R * R
-        body_r = 0.5 * math.hypot(self.profile.geometry.length_m, self.profile.geometry.width_m) + cs
         body = d2 <= body_r * body_r
+        sdx = xx[None, :] - sx
+        sdy = yy[:, None] - sy
+        disc = body | (sdx * sdx + sdy * sdy <= self._fill_m * self._fill_m)
         sub = z[r0:r1, c0:c1]
         hole = disc & ~np.isfinite(sub)
         if not hole.any():
@@ -1334,6 +1367,19 @@ def _dilate(mask: np.ndarray, k: int) -> np.ndarray:
             acc[d:] |= out[:-d]
             acc[:-d] |= out[d:]
         out = acc.T.copy()
+    return out
+
+
+def _dilate_disc(mask: np.ndarray, radius_cells: float) -> np.ndarray:
+    """Euclidean dilation of a boolean grid: cells whose centre lies within ``radius_cells`` of a set one."""
+    out = mask.copy()
+    k = int(math.floor(radius_cells))
+    rows, cols = mask.shape
+    for dr in range(-k, k + 1):
+        for dc in range(-k, k + 1):
+            if (dr or dc) and dr * dr + dc * dc <= radius_cells * radius_cells:
+                out[max(dr, 0):rows + min(dr, 0), max(dc, 0):cols + min(dc, 0)] |= \
+                    mask[max(-dr, 0):rows + min(-dr, 0), max(-dc, 0):cols + min(-dc, 0)]
     return out
 
 

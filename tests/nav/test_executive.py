@@ -413,3 +413,58 @@ def test_an_arc_closed_within_the_stopping_distance_stops_the_rover_now():
     assert cmd.twist == (0.0, 0.0) and ex._path is None
     assert ex.events[-1][1] == "path_blocked" and ex.events[-1][2]["ahead_m"] < 0.3
     assert cmd.want_plan or ex._plan_pending or ex._need_image
+
+
+# ----------------------------------------------------------------------------- ground no camera saw
+def _seen_except(x, y, radius_m, *, prior=True, w_m=16.0, h_m=10.0):
+    """An executive whose map knows flat ground everywhere from a prior, and whose cameras saw all of it
+    except a disc of ``radius_m`` around (x, y) (as after a turn in place: the near field is blind)."""
+    z = _flat(w_m, h_m)
+    grid = nav.TerrainMap(z.copy() if prior else np.full(z.shape, np.nan, np.float32), CS)
+    ex = NavExecutive(PROFILE, grid, [(w_m - 1.0, y, 0.3)])
+    rows, cols = z.shape
+    yy = (np.arange(rows) + 0.5) * CS - y
+    xx = (np.arange(cols) + 0.5) * CS - x
+    hole = xx[None, :] ** 2 + yy[:, None] ** 2 <= radius_m ** 2
+    ex.observe(Local(np.where(hole, np.nan, z).astype(np.float32), CS, (0.0, 0.0)), t_s=0.0)
+    return ex, hole
+
+
+def test_unseen_ground_away_from_the_start_is_not_driven_on_even_with_a_prior():
+    # the rover started at (2, 5); now at (8, 5) with 0.8 m around it never seen by a camera, though the
+    # orbital prior calls it flat: no arc may put the rover on that ground (only the cells under its body are
+    # known). Before the rule, the unseen ground within the blind distance was filled in and driven on.
+    ex, hole = _seen_except(8.0, 5.0, 0.8)
+    ex.step(0.0, (2.0, 5.0, 0.0))
+    res = ex.plan((8.0, 5.0, 0.0), 1.0)
+    lp = res.local
+    if lp:                               # only what the body check verified may be driven
+        xy = lp.xy_upto(lp.verified_length_m)
+        d = np.hypot(xy[:, 0] - 8.0, xy[:, 1] - 5.0)
+        assert d.max() <= 0.2, f"drove {d.max():.2f} m into ground no camera saw"
+    else:
+        assert "unknown" in str(lp)
+    # the same ground around the start pose is the start zone (clear by the start rule): the rover drives off
+    ex2, _ = _seen_except(2.0, 5.0, 0.7)
+    res2 = ex2.plan((2.0, 5.0, 0.0), 0.0)
+    assert res2.local and res2.local.verified_length_m >= 0.5
+
+
+def test_an_unseen_patch_beside_the_rover_steers_the_arc_to_seen_ground():
+    # away from the start, a patch ahead-left (within the blind distance) was never seen, the rest was: the arc
+    # taken keeps the rover off the patch, and the body check is not spent on arcs whose wheels would cross it
+    ex, hole = _seen_except(8.45, 5.3, 0.35)
+    ex.step(0.0, (2.0, 5.0, 0.0))
+    res = ex.plan((8.0, 5.0, 0.0), 1.0)
+    lp = res.local
+    assert lp, str(lp)
+    xy = lp.xy_upto(lp.verified_length_m)
+    rc = np.floor(xy[:, ::-1] / CS).astype(int)
+    body = np.hypot(xy[:, 0] - 8.0, xy[:, 1] - 5.0) <= 0.5
+    assert not hole[rc[~body, 0], rc[~body, 1]].any()
+    assert lp.verified_length_m >= 0.5
+    # and no wheel over it: the centre line keeps the rover radius from every unseen cell
+    hr, hc = np.nonzero(hole)
+    hxy = np.stack([(hc + 0.5) * CS, (hr + 0.5) * CS], axis=1)
+    d = np.hypot(xy[~body, None, 0] - hxy[None, :, 0], xy[~body, None, 1] - hxy[None, :, 1]).min()
+    assert d >= PROFILE.inflation_radius_m, f"the arc passes {d:.2f} m from ground no camera saw"
