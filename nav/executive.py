@@ -147,7 +147,9 @@ class ExecParams:
         the footprint diagonal and the cameras' blind distance, + 0.1 m: a traverse starts on ground known
         to be clear out to where the cameras first see it). Anywhere else only the ground under the body
         (half the footprint diagonal + one cell) is filled: the rover stands there, but ground beside it
-        that no camera saw stays unknown, so arcs into it are verified only up to where it begins.
+        that no camera saw stays unknown. Within this radius of the rover such ground blocks arcs in the
+        local planner's cheap pass, grown by the inflation radius (a margin the rover may leave, like a
+        hazard's); farther out the body check verifies an arc only up to where it begins.
     prior_cover_m : float
         Heights known beforehand (a prior) within this distance of a cell the cameras measured are
         ignored by traversability: there the cameras' heights (and unknown holes between them) rule.
