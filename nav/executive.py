@@ -501,10 +501,12 @@ class NavExecutive:
             self._disc(m, x, y, r + grow)
         return m
 
-    def _disc(self, m, x, y, radius_m):
+    def _disc(self, m, x, y, radius_m, origin=None):
+        """Set the cells of ``m`` (the map, or a window of it whose corner is ``origin``) whose centres lie
+        within ``radius_m`` of (x, y)."""
         cs = self.cell_size_m
-        ox, oy = self.origin_xy_m
-        rows, cols = self.shape
+        ox, oy = self.origin_xy_m if origin is None else origin
+        rows, cols = m.shape
         r0 = max(int(math.floor((y - radius_m - oy) / cs)), 0)
         r1 = min(int(math.ceil((y + radius_m - oy) / cs)) + 1, rows)
         c0 = max(int(math.floor((x - radius_m - ox) / cs)), 0)
@@ -1223,7 +1225,9 @@ class NavExecutive:
         # out to blind_distance_m) is a hazard to the cheap pass, grown by the rover radius like one (an
         # inflation margin the rover may leave), so the body check spends its candidates on arcs whose
         # wheels stay on seen ground instead of failing them all as unverifiable
-        unseen = ~np.isfinite(z) & self._near_disc(origin, z.shape, x, y, self._fill_m)
+        near = np.zeros(z.shape, dtype=bool)
+        self._disc(near, x, y, self._fill_m, origin=origin)
+        unseen = near & ~np.isfinite(z)
         if unseen.any():
             cost = cost.copy()
             margin = _dilate_disc(unseen, self._trav_kw["inflation_radius_m"] / cs) & np.isfinite(cost)
@@ -1238,13 +1242,6 @@ class NavExecutive:
         gx, gy, _ = self.goals[goal_i]
         return self.arc_planner.plan((x, y, yaw), terrain, cmap, CostToGo(ctg, cs, origin, (gx, gy)),
                                      prev_curvature_per_m=self._prev_curv)
-
-    def _near_disc(self, origin, shape, x, y, radius_m) -> np.ndarray:
-        """Cells of a window (``origin``, ``shape``) whose centres lie within ``radius_m`` of (x, y)."""
-        cs = self.cell_size_m
-        yy = origin[1] + (np.arange(shape[0]) + 0.5) * cs - y
-        xx = origin[0] + (np.arange(shape[1]) + 0.5) * cs - x
-        return xx[None, :] ** 2 + yy[:, None] ** 2 <= radius_m * radius_m
 
     def _fill_footprint(self, z, origin, x, y, T):
         """Unseen cells near the rover, for the body check (in place): under the body (half its diagonal
