@@ -30,7 +30,7 @@ from nav.terrain_map import TerrainMap
 from perception.stereo_map import (FusionParams, GlobalMap, LocalHeightMap, MapUpdate, StereoMapParams,
                                    StereoMapper, StereoPoints, point_height_var_m2, rasterize)
 from sim.camera import StereoRenderer, depth_to_points, project_points
-from sim.frames import T_world_body
+from sim.frames import T_body_cam, T_world_body
 from sim.terrain import Rocks, add_rocks, generate_terrain
 from sim.world import World
 
@@ -238,6 +238,78 @@ def test_top_layer_takes_the_rock_not_the_mean_and_ignores_outliers():
     # one point is not enough (min_points = 2): unknown
     lm = rasterize(flat[:1], np.full(1, 4e-6), cell_size_m=0.1, shape=(1, 1), **_RASTER)
     assert np.isnan(lm.height_m[0, 0]) and lm.var_m2[0, 0] == np.inf and lm.count[0, 0] == 1
+
+
+@settings(max_examples=30)
+@given(seed=st.integers(0, 2**31), yaw=st.floats(-3.2, 3.2), pitch=st.floats(-0.3, 0.3), roll=st.floats(-0.3, 0.3),
+       relief=st.floats(0.0, 3.0))
+def test_cell_variance_adds_the_points_horizontal_misplacement(seed, yaw, pitch, roll, relief):
+    """A local map cell's variance = the rasteriser's (relief_slope 0) + relief_slope² times the mean,
+    over the cell's usable points, of sigma_z² |ray_h|², the horizontal misplacement by the depth error
+    (computed here point by point, binned by hand)."""
+    rng = np.random.default_rng(seed)
+    T = T_world_body(0.37, -0.21, 0.1, yaw, pitch, roll) @ T_world_body(0.15, 0.06, 0.8, 0.0, 0.44, 0.0)
+    n = 600
+    p = np.column_stack([rng.uniform(-2, 2, n), rng.uniform(-0.5, 1.0, n), rng.uniform(0.5, 6.0, n)])
+    p[: n // 2] = p[rng.integers(0, n // 2, n // 2)] + rng.normal(0, 0.01, (n // 2, 3))   # dense cells
+    var_z = (p[:, 2] ** 2 * 0.25 / (457.0 * 0.12)) ** 2
+    var_z[rng.random(n) < 0.03] = np.nan                                                    # unusable points
+    pts = StereoPoints(xyz_cam_m=p, var_depth_m2=var_z)
+    K = np.array([[457.0, 0, 319.5], [0, 457.0, 239.5], [0, 0, 1]])
+    base = StereoMapper(K, 0.12, StereoMapParams(relief_slope=0.0)).local_map(pts, T)
+    got = StereoMapper(K, 0.12, StereoMapParams(relief_slope=relief)).local_map(pts, T)
+    np.testing.assert_array_equal(got.height_m, base.height_m)
+    np.testing.assert_array_equal(got.count, base.count)
+    xyz_w, var_h = StereoMapper(K, 0.12).world_points(pts, T)
+    rows, cols = base.shape
+    total = np.zeros((rows, cols))
+    num = np.zeros((rows, cols), int)
+    for i in range(n):
+        if not np.isfinite(var_h[i]):
+            continue
+        c = math.floor((xyz_w[i, 0] - base.origin_xy_m[0]) * (1.0 / base.cell_size_m))
+        r = math.floor((xyz_w[i, 1] - base.origin_xy_m[1]) * (1.0 / base.cell_size_m))
+        ray_w = T[:3, :3] @ (p[i] / p[i, 2])
+        total[r, c] += var_z[i] * (ray_w[0] ** 2 + ray_w[1] ** 2)
+        num[r, c] += 1
+    np.testing.assert_array_equal(num, base.count)         # binned as the rasteriser bins
+    known = base.known
+    want = base.var_m2[known].astype(np.float64) + relief ** 2 * total[known] / num[known]
+    np.testing.assert_allclose(got.var_m2[known], want, rtol=2e-6, atol=1e-12)
+    assert np.all(got.var_m2[~known] == np.inf)
+
+
+def test_near_views_outweigh_far_edge_spills():
+    """A rock's top spilled 12 cm high into a ground cell seen from 6 m, then the cell seen from 1.5 m
+    on the ground: the map follows the near view (its misplacement error is ~100 times smaller), where
+    point variances alone keep over a tenth of the spill."""
+    rng = np.random.default_rng(5)
+    cell_xy = (6.05, 0.05)
+    n = 40
+    ground = np.column_stack([cell_xy[0] + rng.uniform(-0.04, 0.04, n), cell_xy[1] + rng.uniform(-0.04, 0.04, n),
+                              rng.normal(0.0, 0.002, n)])
+    spill = ground.copy()
+    spill[:, 2] += 0.12
+
+    def view(cam_x, world_pts, relief):
+        T = T_world_body(cam_x, 0.0, 0.0, 0.0, 0.0, 0.0) @ T_body_cam(CAM, "left")
+        Ti = np.linalg.inv(T)
+        pc = world_pts @ Ti[:3, :3].T + Ti[:3, 3]
+        pts = StereoPoints(pc, (pc[:, 2] ** 2 * 0.25 / (CAM.fx_px * CAM.baseline_m)) ** 2)
+        return StereoMapper.from_camera(CAM, StereoMapParams(relief_slope=relief)).local_map(pts, T, grid=g)
+
+    fused = {}
+    for relief in (0.0, 1.0):
+        g = GlobalMap((10, 100), CELL_M, origin_xy_m=(0.0, -0.5),
+                      params=FusionParams(drift_var_m2=0.0, gate_sigma=1e3))      # no gate: weights alone
+        far = view(0.0, spill, relief)
+        near = view(4.5, ground, relief)
+        g.merge(far, stamp=0.0)
+        g.merge(near, stamp=0.0)
+        r, c = 5, 60
+        fused[relief] = float(g.height_m[r, c])
+    assert fused[1.0] < 0.01, fused
+    assert fused[0.0] > 0.012, fused
 
 
 def test_grid_follows_the_lattice_and_the_points():
