@@ -721,3 +721,53 @@ def _inflate_lethal(reason, cost, radius2, flag_inflated, block_rows):
                 reason[r, u] = flag_inflated if hit else reason[r, u]
                 cost[r, u] = np.float32(np.inf) if hit else cost[r, u]
     return OK
+
+
+# ------------------------------------------------------------------ clearance cost
+@njit("int64(uint8[:, ::1], float32[:, ::1], uint8, float64, float64, float64, float32[:, ::1])", **_OPTS)
+def _clearance_cost(reason, cost, src_flags, r_in, r_out, weight, d2):
+    """Add ``weight * min(1, (r_out - d) / (r_out - r_in))`` to the cost of every finite-cost cell whose
+    centre lies closer than ``r_out`` (cells) to the centre of a *source* (``reason & src_flags``), ``d``
+    being the distance to the nearest source; in place. ``d2`` is scratch (the squared distances).
+
+    Only sources with a 4-neighbour that is not a source are stamped: the nearest source of a cell
+    always has one (its neighbour one step toward the cell is nearer still, so it is no source), so
+    the interior of a hazard adds nothing. O(boundary sources x r_out²).
+    """
+    rows, cols = reason.shape
+    if cost.shape[0] != rows or cost.shape[1] != cols or d2.shape[0] != rows or d2.shape[1] != cols:
+        return BAD_SHAPE
+    if not (r_out > r_in >= 0.0 and weight >= 0.0):
+        return BAD_WINDOW
+    for r in range(rows):
+        for c in range(cols):
+            d2[r, c] = _F32_INF
+    ro2 = r_out * r_out
+    R = int(math.floor(r_out))
+    for r in range(rows):
+        for c in range(cols):
+            if (reason[r, c] & src_flags) == 0:
+                continue
+            if ((r == 0 or (reason[r - 1, c] & src_flags) != 0) and (r == rows - 1 or (reason[r + 1, c] & src_flags) != 0)
+                    and (c == 0 or (reason[r, c - 1] & src_flags) != 0)
+                    and (c == cols - 1 or (reason[r, c + 1] & src_flags) != 0)):
+                continue
+            for dr in range(max(-R, -r), min(R, rows - 1 - r) + 1):
+                rem = ro2 - dr * dr
+                if rem < 0.0:
+                    continue
+                w = int(math.floor(math.sqrt(rem)))
+                rr = r + dr
+                for cc in range(max(c - w, 0), min(c + w, cols - 1) + 1):
+                    dd = np.float32(dr * dr + (cc - c) * (cc - c))
+                    if dd < d2[rr, cc]:
+                        d2[rr, cc] = dd
+    span = r_out - r_in
+    for r in range(rows):
+        for c in range(cols):
+            dd = np.float64(d2[r, c])
+            if dd >= ro2 or not (cost[r, c] < _F32_INF) or (reason[r, c] & src_flags) != 0:
+                continue
+            f = (r_out - math.sqrt(dd)) / span
+            cost[r, c] = np.float32(cost[r, c] + weight * min(f, 1.0))
+    return OK

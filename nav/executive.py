@@ -72,7 +72,7 @@ from .errors import GoalInHazard, NoPathFound, StartInHazard
 from .follow import PurePursuit
 from .local_planner import ArcParams, ArcPlanner, CostToGo, LocalPlan, LocalPlanFailure
 from .terrain_map import TerrainMap
-from .traversability import traversability, window_cells
+from .traversability import clearance_cost, traversability, window_cells
 
 __all__ = ["NavExecutive", "ExecParams", "blind_distance_m", "ExecCommand", "PlanResult", "OverwriteMap", "MODES",
            "STATES", "OUTCOMES"]
@@ -150,6 +150,14 @@ class ExecParams:
         that no camera saw stays unknown. Within this radius of the rover such ground blocks arcs in the
         local planner's cheap pass, grown by the inflation radius (a margin the rover may leave, like a
         hazard's); farther out the body check verifies an arc only up to where it begins.
+    clearance_m, clearance_cost : float
+        Keep off the rim of the hazards where there is room: a traversable cell within ``clearance_m`` beyond
+        the inflation radius of a cell hazardous in its own right costs up to ``clearance_cost`` more (that
+        much at the inflation radius, nothing at ``clearance_m`` beyond it; flat open ground costs 1), see
+        :func:`nav.traversability.clearance_cost`. Without it every shortest route grazes the inflation of the
+        hazards it passes, so a hazard mapped one cell off or a few centimetres of pose error put the rover
+        in the true margin; with it routes keep to the middle of gaps wide enough, and still take a narrow
+        one when nothing else is left. ``clearance_cost = 0`` turns it off.
     prior_cover_m : float
         Heights known beforehand (a prior) within this distance of a cell the cameras measured are
         ignored by traversability: there the cameras' heights (and unknown holes between them) rule.
@@ -187,12 +195,15 @@ class ExecParams:
     slow_down_m: float = 0.3
     tilt_margin_deg: float = 5.0
     prior_cover_m: float = 0.3
+    clearance_m: float = 0.5
+    clearance_cost: float = 3.0
     arc: ArcParams = field(default_factory=lambda: ArcParams(length_bonus_per_m=0.5))
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"ExecParams.mode = {self.mode!r}: must be one of {', '.join(MODES)}")
-        for name, lo in (("approach_m", -1e-12), ("tilt_margin_deg", -1e-12), ("prior_cover_m", 0.0), ("drive_step_m", 0.0), ("image_every_m", 0.0), ("window_m", 1.0),
+        for name, lo in (("approach_m", -1e-12), ("tilt_margin_deg", -1e-12), ("prior_cover_m", 0.0),
+                         ("clearance_m", 0.0), ("clearance_cost", -1e-12), ("drive_step_m", 0.0), ("image_every_m", 0.0), ("window_m", 1.0),
                          ("look_turn_deg", 0.0), ("stuck_time_s", 0.0), ("stuck_progress_m", 0.0),
                          ("stuck_turn_deg", 0.0)):
             v = getattr(self, name)
@@ -375,7 +386,8 @@ class NavExecutive:
         h = window_cells(hz.footprint_m, cs) // 2
         hs = window_cells(profile.step_window_m, cs) // 2
         infl = int(math.ceil(self._trav_kw["inflation_radius_m"] / cs))
-        self._reach_cells = max(h, hs) + infl + 1        # how far a height change moves costs
+        clear = int(math.ceil(p.clearance_m / cs)) if p.clearance_cost > 0 else 0
+        self._reach_cells = max(h, hs) + infl + clear + 1   # how far a height change moves costs
         arc = p.arc
         if arc.max_tilt_deg is None:     # headroom for map error under the arcs
             arc = dataclasses.replace(arc, max_tilt_deg=max(math.degrees(self.max_tilt_rad) - p.tilt_margin_deg, 1.0))
@@ -649,12 +661,20 @@ class NavExecutive:
         lim_kw, band_cost = self._trav_lim_kw, self._band_cost
         cm = traversability(terrain, self.profile, **self._trav_kw)
         if lim_kw is None:
-            return cm.cost, cm
+            return self._clearance(cm, cm.cost), cm
         lim = traversability(terrain, self.profile, **lim_kw)
         band = ~np.isfinite(cm.cost) & np.isfinite(lim.cost)
         cost = cm.cost.copy()
         cost[band] = lim.cost[band] + np.float32(band_cost)
-        return cost, lim
+        return self._clearance(cm, cost), lim
+
+    def _clearance(self, cm, cost):
+        """``cost`` plus the clearance cost around the hazards of ``cm`` (the margin limits' cost map)."""
+        p = self.params
+        if p.clearance_cost <= 0:
+            return cost
+        return clearance_cost(dataclasses.replace(cm, cost=cost), self._trav_kw["inflation_radius_m"],
+                              p.clearance_m, p.clearance_cost)
 
     def _relax_margins(self, why: str) -> None:
         """Apply ``margin_fallback_cost``: the margin band becomes a cost and the whole map is re-assessed."""
@@ -1125,10 +1145,16 @@ class NavExecutive:
         ox, oy = self.origin_xy_m
         cs = self.cell_size_m
         d = np.hypot(ox + (cc + 0.5) * cs - gx, oy + (rr + 0.5) * cs - gy)
-        i = int(np.argmin(d))
+        # of the cells (about) as close to the goal as any, the one nearest the rover: no drive around the
+        # obstacle for a view no closer
+        tie = np.nonzero(d <= float(d.min()) + cs)[0]
+        i = int(tie[np.argmin(np.hypot(ox + (cc[tie] + 0.5) * cs - x, oy + (rr[tie] + 0.5) * cs - y))])
         target = (int(rr[i]), int(cc[i]))
         tx, ty = self._xy(target)
-        if math.hypot(tx - x, ty - y) < 0.5:      # already as close as the map allows
+        # already as close as the map allows: at the target, or nearly as close to the goal as it is (routes
+        # keep up to clearance_m off the rim of the hazards, where the nearest reachable cell lies)
+        slack = 0.5 + (self.params.clearance_m if self.params.clearance_cost > 0 else 0.0)
+        if math.hypot(tx - x, ty - y) < 0.5 or math.hypot(x - gx, y - gy) - float(d[i]) < slack:
             return None, math.inf, why, start
         path = DStarLite(self._cost, start, target, cell_size_m=cs).plan()
         self.events.append((self._last_t, "approach", {"x_m": tx, "y_m": ty, "why": why}))

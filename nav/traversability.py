@@ -92,7 +92,7 @@ from .costmap import (LETHAL_INFLATED, LETHAL_ROUGHNESS, LETHAL_SLOPE, LETHAL_ST
                       CostMap)
 from .terrain_map import TerrainMap
 
-__all__ = ["traversability", "OVERRIDABLE", "window_cells"]
+__all__ = ["traversability", "clearance_cost", "OVERRIDABLE", "window_cells"]
 
 logger = logging.getLogger(__name__)
 
@@ -268,3 +268,51 @@ def traversability(terrain: TerrainMap, rover: RoverProfile, *, min_known_fracti
                      100.0 * float(np.mean(~np.isfinite(cost))), time.perf_counter() - t0)
     return CostMap(terrain=terrain, cost=cost, slope_deg=slope, step_m=step, roughness_m=rough,
                    reason=reason, limits=limits)
+
+
+def clearance_cost(cost_map: CostMap, inner_m: float, width_m: float, weight: float, *,
+                   flags: int = LETHAL_SLOPE | LETHAL_STEP | LETHAL_ROUGHNESS) -> np.ndarray:
+    """A cost layer that keeps routes off the rim of the hazards where there is room (a copy of
+    ``cost_map.cost``; the cost map is not changed).
+
+    A shortest path around lethal cells grazes the rim of their inflation: with binary inflation
+    every route through a gap touches its sides, so any error in where a hazard was mapped (a cell,
+    a few centimetres of pose) puts the rover inside the true margin. Here every traversable cell whose
+    centre lies within ``inner_m + width_m`` of the centre of a cell with one of ``flags`` (by default
+    the cells hazardous in their own right, not inflated or unknown ones) costs ``weight`` more at
+    ``inner_m`` (the inflation radius), falling linearly to nothing at ``inner_m + width_m``, after
+    the falling cost fields of GESTALT. Routes then keep to the middle of a gap that is wide enough
+    and still pass one that is not, at a price.
+
+    Parameters
+    ----------
+    cost_map : CostMap
+    inner_m, width_m : float
+        Where the extra cost is ``weight`` (and nearer), and how far beyond it it falls to zero (> 0).
+    weight : float
+        Extra cost at ``inner_m`` (the cost of flat open ground is 1).
+    flags : int
+        Reason flags of the cells distance is measured from.
+    """
+    if not isinstance(cost_map, CostMap):
+        raise TypeError(f"cost_map must be a nav.CostMap, got {type(cost_map).__name__}")
+    for name, v, lo in (("inner_m", inner_m, 0.0), ("weight", weight, 0.0)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not math.isfinite(v) or v < lo:
+            raise ValueError(f"clearance_cost: {name} must be a finite number >= {lo:g}, got {v!r}")
+    if isinstance(width_m, bool) or not isinstance(width_m, (int, float, np.number)) or not math.isfinite(width_m) \
+            or width_m <= 0:
+        raise ValueError(f"clearance_cost: width_m must be a finite number > 0, got {width_m!r}")
+    if not (isinstance(flags, (int, np.integer)) and 0 < int(flags) < 256):
+        raise ValueError(f"clearance_cost: flags must be reason bits in 1..255, got {flags!r}")
+    cost = np.array(cost_map.cost, dtype=np.float32, order="C")
+    if weight == 0 or cost.size == 0:
+        return cost
+    cs = cost_map.terrain.cell_size_m
+    reason = np.ascontiguousarray(cost_map.reason, dtype=np.uint8)
+    d2 = np.empty(cost.shape, np.float32)
+    kern = _kernels()
+    status = kern._clearance_cost(reason, cost, np.uint8(flags), float(inner_m) / cs,
+                                  (float(inner_m) + float(width_m)) / cs, float(weight), d2)
+    if status != kern.OK:  # pragma: no cover - the wrapper guarantees the kernel's preconditions
+        raise RuntimeError(f"_clearance_cost failed with status {status}")
+    return cost

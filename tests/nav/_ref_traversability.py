@@ -109,3 +109,19 @@ def ref_cell(z, cell_size_m, k, r, c, min_known_fraction=0.5):
     coef, *_ = np.linalg.lstsq(a, win[ii, jj], rcond=None)
     resid = win[ii, jj] - a @ coef
     return math.degrees(math.atan(math.hypot(coef[0], coef[1]))), math.sqrt(np.mean(resid ** 2))
+
+
+def ref_clearance(reason, cost, flags, inner_cells, outer_cells, weight):
+    """Clearance cost by brute force: every traversable non-source cell against every source."""
+    src = np.argwhere((reason & flags) != 0)
+    out = np.array(cost, dtype=np.float32)
+    if len(src) == 0:
+        return out
+    for r in range(cost.shape[0]):
+        for c in range(cost.shape[1]):
+            if not np.isfinite(cost[r, c]) or reason[r, c] & flags:
+                continue
+            d = float(np.sqrt(((src - (r, c)) ** 2).sum(axis=1)).min())
+            if d < outer_cells:
+                out[r, c] = np.float32(cost[r, c] + weight * min(1.0, (outer_cells - d) / (outer_cells - inner_cells)))
+    return out

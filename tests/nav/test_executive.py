@@ -109,7 +109,8 @@ def test_enclosed_goal_is_unreachable_with_the_blocking_cells_named():
     # it first drove closer to look again (the ring could have been a far-away misreading), then stopped
     assert any(e[1] == "approach" for e in ex.events)
     assert math.hypot(traj[-1, 0] - 12.0, traj[-1, 1] - 5.0) <= ex.params.approach_m + 0.5
-    assert float(np.hypot(*np.diff(traj, axis=0).T).sum()) < 10.0   # it did not wander
+    # it did not wander: at most it drove round the ring to look at its far side (10 m to the ring, ~13 m round it)
+    assert float(np.hypot(*np.diff(traj, axis=0).T).sum()) < 20.0
 
 
 def test_enclosed_goal_seen_from_close_is_unreachable_at_once():

@@ -18,7 +18,7 @@ from nav import TerrainMap, load_rover, traversability
 from nav.costmap import LETHAL_INFLATED, LETHAL_ROUGHNESS, LETHAL_SLOPE, LETHAL_STEP, LETHAL_UNKNOWN
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _ref_traversability import ref_cell, ref_costmap, ref_inflate  # noqa: E402
+from _ref_traversability import ref_cell, ref_clearance, ref_costmap, ref_inflate  # noqa: E402
 
 trav_mod = importlib.import_module("nav.traversability")   # the module (nav.traversability is the function)
 ROVER = load_rover("osr")
@@ -392,3 +392,61 @@ def test_kernels_run_uncompiled_on_a_small_map():
                          timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.startswith("ok")
+
+
+# ------------------------------------------------------------------ clearance cost
+_OWN = LETHAL_SLOPE | LETHAL_STEP | LETHAL_ROUGHNESS
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31), rows=st.integers(1, 24), cols=st.integers(1, 24), density=st.floats(0.0, 0.4),
+       inner=st.floats(0.0, 0.5), width=st.floats(0.01, 0.6), weight=st.floats(0.0, 10.0))
+def test_clearance_cost_matches_brute_force(seed, rows, cols, density, inner, width, weight):
+    rng = np.random.default_rng(seed)
+    flags = np.array([LETHAL_SLOPE, LETHAL_STEP, LETHAL_ROUGHNESS, LETHAL_INFLATED, LETHAL_UNKNOWN], np.uint8)
+    reason = np.where(rng.random((rows, cols)) < density, rng.choice(flags, (rows, cols)), 0).astype(np.uint8)
+    if rows > 4 and cols > 4:
+        reason[1:4, 1:4] = LETHAL_STEP                      # a hazard with an interior
+    cost = rng.uniform(1.0, 3.0, (rows, cols)).astype(np.float32)
+    cost[reason != 0] = np.inf
+    cost[rng.random((rows, cols)) < 0.05] = np.inf          # keep-out and such: stays inf
+    z = np.zeros((rows, cols), np.float32)
+    cm = nav.CostMap(terrain=TerrainMap(z, 0.1), cost=cost, slope_deg=z, step_m=z, roughness_m=z, reason=reason,
+                     limits={})
+    got = trav_mod.clearance_cost(cm, inner, width, weight)
+    want = ref_clearance(reason, cost, _OWN, inner / 0.1, (inner + width) / 0.1, weight)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert got is not cm.cost and np.array_equal(cm.cost, cost, equal_nan=True)   # the cost map is untouched
+
+
+def test_clearance_cost_keeps_routes_off_the_rim_of_a_real_hazard():
+    """A 0.3 m rock on flat ground: lethal and inflated cells stay lethal, the extra cost is highest just
+    outside the inflation and gone 0.4 m beyond it, and nothing gets cheaper."""
+    z = np.zeros((60, 60), np.float32)
+    z[28:32, 28:32] = 0.3
+    cm = traversability(TerrainMap(z, 0.05), ROVER)
+    got = trav_mod.clearance_cost(cm, ROVER.inflation_radius_m, 0.4, 3.0)
+    lethal = ~np.isfinite(cm.cost)
+    assert np.array_equal(~np.isfinite(got), lethal)
+    assert np.all(got[~lethal] >= cm.cost[~lethal])
+    yy, xx = np.mgrid[0:60, 0:60]
+    src = np.argwhere((cm.reason & _OWN) != 0)
+    d = np.min(np.hypot(yy[..., None] - src[:, 0], xx[..., None] - src[:, 1]), axis=-1) * 0.05
+    extra = np.zeros_like(got)
+    extra[~lethal] = got[~lethal] - cm.cost[~lethal]
+    rim = ~lethal & (d < ROVER.inflation_radius_m + 0.06)
+    far = d >= ROVER.inflation_radius_m + 0.4
+    assert rim.any() and far.any()
+    assert extra[rim].min() > 2.5 and np.all(extra[far] == 0)
+
+
+def test_clearance_cost_rejects_bad_arguments():
+    z = np.zeros((3, 3), np.float32)
+    cm = traversability(TerrainMap(z, 0.1), ROVER)
+    for kw, text in ((dict(inner_m=-0.1), "inner_m"), (dict(width_m=0.0), "width_m"), (dict(weight=float("nan")), "weight"),
+                     (dict(flags=0), "flags")):
+        args = dict(inner_m=0.3, width_m=0.3, weight=1.0) | kw
+        with pytest.raises(ValueError, match=text):
+            trav_mod.clearance_cost(cm, args.pop("inner_m"), args.pop("width_m"), args.pop("weight"), **args)
+    with pytest.raises(TypeError, match="CostMap"):
+        trav_mod.clearance_cost(z, 0.3, 0.3, 1.0)
