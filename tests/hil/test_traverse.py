@@ -309,7 +309,10 @@ def test_mars_50m_stop_and_go():
     s = run_traverse(load_scenario("mars_50m").with_overrides(mode="stop_and_go"), out_dir=None, log=False,
                      png=False)
     assert s.outcome == "reached", s.reason
-    assert s.path_ratio <= 1.25 and s.moving_fraction < 0.85
-    # seed 1 in stop-and-go passes 0.25 m from a 0.15 m step (exactly the limit) once: a known near miss
-    # (BENCHMARKS.md, traverse section); more would be a regression
-    assert s.hazard_violations <= 1, s.failed_criteria
+    # routes keep off the rim of the hazards (ExecParams.clearance_cost), a few percent longer than the
+    # oracle's, which grazes them: seed 1 drives 1.27x (the goal is on the campaign's median, 1.23);
+    # a wander would be far longer
+    assert s.path_ratio <= 1.35 and s.moving_fraction < 0.85
+    # seed 1 in stop-and-go used to pass 0.25 m from a 0.15 m step (exactly the limit) once; with the
+    # clearance cost it keeps clear
+    assert s.hazard_violations == 0, s.failed_criteria
