@@ -723,51 +723,45 @@ def _inflate_lethal(reason, cost, radius2, flag_inflated, block_rows):
     return OK
 
 
-# ------------------------------------------------------------------ clearance cost
-@njit("int64(uint8[:, ::1], float32[:, ::1], uint8, float64, float64, float64, float32[:, ::1])", **_OPTS)
-def _clearance_cost(reason, cost, src_flags, r_in, r_out, weight, d2):
-    """Add ``weight * min(1, (r_out - d) / (r_out - r_in))`` to the cost of every finite-cost cell whose
-    centre lies closer than ``r_out`` (cells) to the centre of a *source* (``reason & src_flags``), ``d``
-    being the distance to the nearest source; in place. ``d2`` is scratch (the squared distances).
+# ------------------------------------------------------------------ distance to a set of cells
+@njit("int64(boolean[:, ::1], float64, float64[:, ::1])", **_OPTS)
+def _distance_cells(mask, cap, dist):
+    """``dist`` = the Euclidean distance (cells, centre to centre) from each cell to the nearest set cell of
+    ``mask``, or ``cap`` where none is nearer than ``cap``.
 
-    Only sources with a 4-neighbour that is not a source are stamped: the nearest source of a cell
-    always has one (its neighbour one step toward the cell is nearer still, so it is no source), so
-    the interior of a hazard adds nothing. O(boundary sources x r_out²).
+    Only set cells with a 4-neighbour that is not set are stamped (squared distances, exact integers, out to
+    ``cap``): the nearest set cell of any cell always has one (its neighbour one step toward the cell is
+    nearer still, so it is not set), so the interior of a region adds nothing. O(boundary cells x cap²).
     """
-    rows, cols = reason.shape
-    if cost.shape[0] != rows or cost.shape[1] != cols or d2.shape[0] != rows or d2.shape[1] != cols:
+    rows, cols = mask.shape
+    if dist.shape[0] != rows or dist.shape[1] != cols:
         return BAD_SHAPE
-    if not (r_out > r_in >= 0.0 and weight >= 0.0):
+    if not cap >= 0.0:
         return BAD_WINDOW
+    cap2 = cap * cap
     for r in range(rows):
         for c in range(cols):
-            d2[r, c] = _F32_INF
-    ro2 = r_out * r_out
-    R = int(math.floor(r_out))
+            dist[r, c] = 0.0 if mask[r, c] else cap2
+    R = int(math.floor(cap))
     for r in range(rows):
         for c in range(cols):
-            if (reason[r, c] & src_flags) == 0:
+            if not mask[r, c]:
                 continue
-            if ((r == 0 or (reason[r - 1, c] & src_flags) != 0) and (r == rows - 1 or (reason[r + 1, c] & src_flags) != 0)
-                    and (c == 0 or (reason[r, c - 1] & src_flags) != 0)
-                    and (c == cols - 1 or (reason[r, c + 1] & src_flags) != 0)):
+            if ((r == 0 or mask[r - 1, c]) and (r == rows - 1 or mask[r + 1, c])
+                    and (c == 0 or mask[r, c - 1]) and (c == cols - 1 or mask[r, c + 1])):
                 continue
             for dr in range(max(-R, -r), min(R, rows - 1 - r) + 1):
-                rem = ro2 - dr * dr
+                rem = cap2 - dr * dr
                 if rem < 0.0:
                     continue
                 w = int(math.floor(math.sqrt(rem)))
                 rr = r + dr
                 for cc in range(max(c - w, 0), min(c + w, cols - 1) + 1):
-                    dd = np.float32(dr * dr + (cc - c) * (cc - c))
-                    if dd < d2[rr, cc]:
-                        d2[rr, cc] = dd
-    span = r_out - r_in
+                    dd = np.float64(dr * dr + (cc - c) * (cc - c))
+                    if dd < dist[rr, cc]:
+                        dist[rr, cc] = dd
     for r in range(rows):
         for c in range(cols):
-            dd = np.float64(d2[r, c])
-            if dd >= ro2 or not (cost[r, c] < _F32_INF) or (reason[r, c] & src_flags) != 0:
-                continue
-            f = (r_out - math.sqrt(dd)) / span
-            cost[r, c] = np.float32(cost[r, c] + weight * min(f, 1.0))
+            if not mask[r, c]:
+                dist[r, c] = math.sqrt(dist[r, c]) if dist[r, c] < cap2 else cap
     return OK

@@ -72,7 +72,7 @@ from .errors import GoalInHazard, NoPathFound, StartInHazard
 from .follow import PurePursuit
 from .local_planner import ArcParams, ArcPlanner, CostToGo, LocalPlan, LocalPlanFailure
 from .terrain_map import TerrainMap
-from .traversability import clearance_cost, traversability, window_cells
+from .traversability import clearance_cost, distance_cells, traversability, window_cells
 
 __all__ = ["NavExecutive", "ExecParams", "blind_distance_m", "ExecCommand", "PlanResult", "OverwriteMap", "MODES",
            "STATES", "OUTCOMES"]
@@ -205,7 +205,8 @@ class ExecParams:
         if self.mode not in MODES:
             raise ValueError(f"ExecParams.mode = {self.mode!r}: must be one of {', '.join(MODES)}")
         for name, lo in (("approach_m", -1e-12), ("tilt_margin_deg", -1e-12), ("prior_cover_m", 0.0),
-                         ("clearance_m", 0.0), ("clearance_cost", -1e-12), ("drive_step_m", 0.0), ("image_every_m", 0.0), ("window_m", 1.0),
+                         ("clearance_m", 0.0), ("clearance_cost", -1e-12), ("drive_step_m", 0.0),
+                         ("image_every_m", 0.0), ("window_m", 1.0),
                          ("look_turn_deg", 0.0), ("stuck_time_s", 0.0), ("stuck_progress_m", 0.0),
                          ("stuck_turn_deg", 0.0)):
             v = getattr(self, name)
@@ -1258,7 +1259,8 @@ class NavExecutive:
         unseen = near & ~np.isfinite(z)
         if unseen.any():
             cost = cost.copy()
-            margin = _dilate_disc(unseen, self._trav_kw["inflation_radius_m"] / cs) & np.isfinite(cost)
+            r_cells = self._trav_kw["inflation_radius_m"] / cs
+            margin = (distance_cells(unseen, math.floor(r_cells) + 1) <= r_cells) & np.isfinite(cost)
             cost[margin] = np.inf
             reason[margin] = LETHAL_INFLATED
             cost[unseen] = np.inf
@@ -1394,19 +1396,6 @@ def _dilate(mask: np.ndarray, k: int) -> np.ndarray:
             acc[d:] |= out[:-d]
             acc[:-d] |= out[d:]
         out = acc.T.copy()
-    return out
-
-
-def _dilate_disc(mask: np.ndarray, radius_cells: float) -> np.ndarray:
-    """Euclidean dilation of a boolean grid: cells whose centre lies within ``radius_cells`` of a set one."""
-    out = mask.copy()
-    k = int(math.floor(radius_cells))
-    rows, cols = mask.shape
-    for dr in range(-k, k + 1):
-        for dc in range(-k, k + 1):
-            if (dr or dc) and dr * dr + dc * dc <= radius_cells * radius_cells:
-                out[max(dr, 0):rows + min(dr, 0), max(dc, 0):cols + min(dc, 0)] |= \
-                    mask[max(-dr, 0):rows + min(-dr, 0), max(-dc, 0):cols + min(-dc, 0)]
     return out
 
 

@@ -90,6 +90,7 @@ from .costmap import LETHAL_INFLATED, CostMap
 from .errors import GoalInHazard, GoalOutsideMap, StartOutsideMap
 from .planning import validate_cost_grid
 from .terrain_map import TerrainMap
+from .traversability import distance_cells
 
 __all__ = ["ArcParams", "ArcPlanner", "Candidates", "CostToGo", "LocalPlan", "LocalPlanFailure", "Rejection",
            "Scores", "BodyPoses", "CHECK_REASONS", "STATUS_NAMES"]
@@ -1076,17 +1077,7 @@ def _ro(a: np.ndarray) -> np.ndarray:
 def _clearance(cost: np.ndarray, reason: np.ndarray, cap_cells: int) -> np.ndarray:
     """Distance in cells (centre to centre) from every cell to the nearest cell lethal in its own right
     (lethal and not only by inflation), ``cap_cells`` where none is that close (float64, read-only)."""
-    core = ~(cost < np.inf) & (reason != LETHAL_INFLATED)
-    rows, cols = core.shape
-    R = int(cap_cells)
-    pad = np.zeros((rows + 2 * R, cols + 2 * R), dtype=bool)
-    pad[R:R + rows, R:R + cols] = core
-    clear = np.full(core.shape, float(R))
-    offsets = sorted(((math.hypot(dr, dc), dr, dc) for dr in range(-R, R + 1) for dc in range(-R, R + 1)
-                      if math.hypot(dr, dc) < R), reverse=True)
-    for d, dr, dc in offsets:            # nearer offsets last: they overwrite
-        clear[pad[R + dr:R + dr + rows, R + dc:R + dc + cols]] = d
-    return _ro(clear)
+    return _ro(distance_cells(~(cost < np.inf) & (reason != LETHAL_INFLATED), cap_cells))
 
 
 _NO_CLEARANCE = np.zeros((1, 1))

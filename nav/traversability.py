@@ -92,7 +92,7 @@ from .costmap import (LETHAL_INFLATED, LETHAL_ROUGHNESS, LETHAL_SLOPE, LETHAL_ST
                       CostMap)
 from .terrain_map import TerrainMap
 
-__all__ = ["traversability", "clearance_cost", "OVERRIDABLE", "window_cells"]
+__all__ = ["traversability", "clearance_cost", "distance_cells", "OVERRIDABLE", "window_cells"]
 
 logger = logging.getLogger(__name__)
 
@@ -308,11 +308,31 @@ def clearance_cost(cost_map: CostMap, inner_m: float, width_m: float, weight: fl
     if weight == 0 or cost.size == 0:
         return cost
     cs = cost_map.terrain.cell_size_m
-    reason = np.ascontiguousarray(cost_map.reason, dtype=np.uint8)
-    d2 = np.empty(cost.shape, np.float32)
-    kern = _kernels()
-    status = kern._clearance_cost(reason, cost, np.uint8(flags), float(inner_m) / cs,
-                                  (float(inner_m) + float(width_m)) / cs, float(weight), d2)
-    if status != kern.OK:  # pragma: no cover - the wrapper guarantees the kernel's preconditions
-        raise RuntimeError(f"_clearance_cost failed with status {status}")
+    inner, outer = float(inner_m) / cs, (float(inner_m) + float(width_m)) / cs
+    src = (np.asarray(cost_map.reason) & np.uint8(flags)) != 0
+    d = distance_cells(src, outer)
+    sel = (d < outer) & np.isfinite(cost) & ~src
+    cost[sel] = cost[sel] + float(weight) * np.minimum((outer - d[sel]) / (outer - inner), 1.0)
     return cost
+
+
+def distance_cells(mask, cap_cells: float) -> np.ndarray:
+    """Euclidean distance, in cells (centre to centre), from every cell to the nearest set cell of the
+    boolean grid ``mask`` (0 on set cells), or ``cap_cells`` where none is nearer: float64, ``mask``'s shape.
+
+    Costs O(cells on the rim of the set regions x cap_cells²) (Numba), so a short reach over a large map is
+    cheap. Dilating ``mask`` by a disc of radius ``R`` cells is ``distance_cells(mask, R + 1) <= R``.
+    """
+    m = np.ascontiguousarray(mask, dtype=bool)
+    if m.ndim != 2:
+        raise ValueError(f"distance_cells: mask must be 2-D, got shape {m.shape}")
+    if isinstance(cap_cells, bool) or not isinstance(cap_cells, (int, float, np.number)) \
+            or not math.isfinite(cap_cells) or cap_cells < 0:
+        raise ValueError(f"distance_cells: cap_cells must be a finite number >= 0, got {cap_cells!r}")
+    dist = np.empty(m.shape, np.float64)
+    if m.size:
+        kern = _kernels()
+        status = kern._distance_cells(m, float(cap_cells), dist)
+        if status != kern.OK:  # pragma: no cover - the wrapper guarantees the kernel's preconditions
+            raise RuntimeError(f"_distance_cells failed with status {status}")
+    return dist

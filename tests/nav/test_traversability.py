@@ -419,6 +419,45 @@ def test_clearance_cost_matches_brute_force(seed, rows, cols, density, inner, wi
     assert got is not cm.cost and np.array_equal(cm.cost, cost, equal_nan=True)   # the cost map is untouched
 
 
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31), rows=st.integers(0, 20), cols=st.integers(0, 20), density=st.floats(0.0, 0.6),
+       cap=st.floats(0.0, 9.0))
+def test_distance_cells_matches_brute_force(seed, rows, cols, density, cap):
+    rng = np.random.default_rng(seed)
+    mask = rng.random((rows, cols)) < density
+    if rows > 5 and cols > 5:
+        mask[1:5, 1:5] = True                               # a region with an interior
+    got = trav_mod.distance_cells(mask, cap)
+    want = np.full((rows, cols), cap)
+    src = np.argwhere(mask)
+    for r in range(rows):
+        for c in range(cols):
+            if len(src):
+                d = float(np.sqrt(((src - (r, c)) ** 2).sum(axis=1)).min())
+                want[r, c] = d if d < cap else cap
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    assert got.shape == mask.shape and got.dtype == np.float64
+    # the disc dilation it gives (the executive's unseen-ground margin) on tiny windows too
+    np.testing.assert_array_equal(trav_mod.distance_cells(mask, 3) <= 2.5, want_dilate(mask, 2.5))
+
+
+def want_dilate(mask, radius):
+    rows, cols = mask.shape
+    out = np.zeros_like(mask)
+    for r, c in np.argwhere(mask):
+        yy, xx = np.mgrid[0:rows, 0:cols]
+        out |= (yy - r) ** 2 + (xx - c) ** 2 <= radius * radius
+    return out
+
+
+def test_distance_cells_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="2-D"):
+        trav_mod.distance_cells(np.zeros(3, bool), 1.0)
+    for cap in (-1.0, float("inf"), True, "2"):
+        with pytest.raises(ValueError, match="cap_cells"):
+            trav_mod.distance_cells(np.zeros((2, 2), bool), cap)
+
+
 def test_clearance_cost_keeps_routes_off_the_rim_of_a_real_hazard():
     """A 0.3 m rock on flat ground: lethal and inflated cells stay lethal, the extra cost is highest just
     outside the inflation and gone 0.4 m beyond it, and nothing gets cheaper."""
