@@ -35,9 +35,13 @@ class FastPerception:
         Width of the depth sensor's z-buffer (point density).
     stereo_params : perception.stereo_map.StereoMapParams, optional
         Rasteriser settings (range limit, points per cell...).
+    near : bool
+        Also map the ground close in on a finer lattice (:meth:`perception.stereo_map.StereoMapper.near_map`)
+        for the executive's step check.
     """
 
-    def __init__(self, world, sim_rover, profile, grid, *, width_px: int = 240, stereo_params=None):
+    def __init__(self, world, sim_rover, profile, grid, *, width_px: int = 240, stereo_params=None,
+                 near: bool = True):
         from perception.stereo_map import StereoMapParams, StereoMapper
         from sim.fast_perception import FastDepthSensor, PoseDrift
         from sim.frames import T_body_cam
@@ -50,6 +54,7 @@ class FastPerception:
         self.drift = PoseDrift(world)
         params = stereo_params if stereo_params is not None else StereoMapParams(max_range_m=8.0)
         self.mapper = StereoMapper.from_camera(profile.camera, params)
+        self.near = bool(near)
         self.T_body_cam = T_body_cam(profile.camera, "left")
         self._T_est = None
         self._blackout = False
@@ -88,10 +93,12 @@ class FastPerception:
         with np.errstate(divide="ignore", invalid="ignore"):
             sz = np.where(rng > 0, view.sigma_m * np.abs(pts[:, 2]) / rng, view.sigma_m)
         T_wc = self._T_est @ self.T_body_cam
-        local = self.mapper.local_map(StereoPoints(np.ascontiguousarray(pts), sz * sz), T_wc, grid=g)
+        sp = StereoPoints(np.ascontiguousarray(pts), sz * sz)
+        local = self.mapper.local_map(sp, T_wc, grid=g)
+        near = self.mapper.near_map(sp, T_wc, grid=g) if self.near else None
         self._n_obs += 1
         self._n_points += len(pts)
-        return Observation(float(t_s), local, T_wc, int(len(pts)))
+        return Observation(float(t_s), local, T_wc, int(len(pts)), near)
 
     def stats(self) -> dict:
         return {"vo_frames": 0, "vo_ok": 0, "vo_convergence": None, "observations": self._n_obs,

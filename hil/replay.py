@@ -322,10 +322,9 @@ class MemoryTrace(LoopRecorder):
                        T_world_cam=_nd(np.asarray(obs.T_world_cam_est, dtype=np.float64)),
                        digest=_local_digest(obs.local))
             if self.inputs and self._observation_arrays:
-                lo = obs.local
-                rec["local"] = {"height_m": _nd(lo.height_m), "var_m2": _nd(lo.var_m2), "count": _nd(lo.count),
-                                "cell_size_m": _f(lo.cell_size_m), "origin_xy_m": [_f(v) for v in lo.origin_xy_m],
-                                "n_points": int(lo.n_points)}
+                rec["local"] = _local_record(obs.local)
+                if getattr(obs, "near", None) is not None:
+                    rec["near"] = _local_record(obs.near)
         self._emit(TOPIC_OBS, t, rec)
 
     def image_delivered(self, i, t):
@@ -540,6 +539,13 @@ def _image(d) -> np.ndarray:
     return img
 
 
+def _local_record(lo) -> dict:
+    """A local height map's arrays for the log (read back by :class:`_RecordedPerception`)."""
+    return {"height_m": _nd(lo.height_m), "var_m2": _nd(lo.var_m2), "count": _nd(lo.count),
+            "cell_size_m": _f(lo.cell_size_m), "origin_xy_m": [_f(v) for v in lo.origin_xy_m],
+            "n_points": int(lo.n_points)}
+
+
 class _RecordedPerception:
     """Fast perception, replayed: the recorded pose of every tick and the recorded local maps (fast
     perception samples the simulator's truth, which a log does not hold, so it cannot be re-run)."""
@@ -583,9 +589,14 @@ class _RecordedPerception:
         lo = rec.get("local")
         if lo is None:
             raise ReplayInputError("an observation record holds no local map arrays")
-        local = LocalHeightMap(_und(lo["height_m"]), _und(lo["var_m2"]), _und(lo["count"]), _unf(lo["cell_size_m"]),
-                               tuple(_unf(v) for v in lo["origin_xy_m"]), int(lo["n_points"]))
-        return Observation(_unf(rec["t_s"]), local, _und(rec["T_world_cam"]), int(rec["n_points"]))
+
+        def local_map(m):
+            return LocalHeightMap(_und(m["height_m"]), _und(m["var_m2"]), _und(m["count"]), _unf(m["cell_size_m"]),
+                                  tuple(_unf(v) for v in m["origin_xy_m"]), int(m["n_points"]))
+
+        near = rec.get("near")
+        return Observation(_unf(rec["t_s"]), local_map(lo), _und(rec["T_world_cam"]), int(rec["n_points"]),
+                           None if near is None else local_map(near))
 
     def stats(self) -> dict:
         return {"perception": self.kind, "unavailable_images": self.unavailable}

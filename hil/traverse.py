@@ -85,6 +85,7 @@ class Observation(NamedTuple):
     local: object            # perception.stereo_map.LocalHeightMap
     T_world_cam_est: np.ndarray
     n_points: int
+    near: object = None      # a finer LocalHeightMap of the ground close in (StereoMapper.near_map), optional
 
 
 @dataclass(frozen=True)
@@ -723,7 +724,8 @@ class TraverseLoop:
 
     def _observe(self, t, obs) -> None:
         self.rec.image_delivered(self.i, t)
-        self.ex.observe(None if obs is None else obs.local, t_s=t, odometer_m=self.ex.odometer_m)
+        self.ex.observe(None if obs is None else obs.local, t_s=t, odometer_m=self.ex.odometer_m,
+                        near=None if obs is None else obs.near)
 
     def _install(self, t, res) -> None:
         self.ex.install(res, t)

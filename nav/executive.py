@@ -67,12 +67,12 @@ import numpy as np
 
 from . import _field_dstar_kernels as _fdk
 from .config import RoverProfile
-from .costmap import LETHAL_INFLATED, LETHAL_UNKNOWN, CostMap
+from .costmap import LETHAL_INFLATED, LETHAL_STEP, LETHAL_UNKNOWN, CostMap
 from .errors import GoalInHazard, NoPathFound, StartInHazard
 from .follow import PurePursuit
 from .local_planner import ArcParams, ArcPlanner, CostToGo, LocalPlan, LocalPlanFailure
 from .terrain_map import TerrainMap
-from .traversability import clearance_cost, distance_cells, traversability, window_cells
+from .traversability import _radius2_cells, clearance_cost, distance_cells, traversability, window_cells
 
 __all__ = ["NavExecutive", "ExecParams", "blind_distance_m", "ExecCommand", "PlanResult", "OverwriteMap", "MODES",
            "STATES", "OUTCOMES"]
@@ -160,6 +160,13 @@ class ExecParams:
         one when nothing else is left. ``clearance_cost = 0`` turns it off. Measured on the mars_50m campaign
         (200 runs): 193/200 reached safely with it (8 violations in 6 runs) against 188/200 without (12 in 9),
         median path ratio 1.23 against 1.17.
+    near_step_margin : float
+        Steps on the finer map of the ground close in (``observe(..., near=...)``) are lethal beyond the
+        profile's ``max_step_m`` times ``1 - near_step_margin`` (the profile's own limit once the margins
+        are relaxed). A 10 cm planning cell averages a small rock's face with its foot, so rocks just over
+        the limit read 0.11-0.13 m for 0.15-0.16 m in truth, under the planning margin; 5 cm cells seen
+        from 1-2.5 m read them 0.126-0.132 m (the camera sees the surface between the terrain's 5 cm
+        samples, not its peaks), so the near limit is 0.12 m by default.
     prior_cover_m : float
         Heights known beforehand (a prior) within this distance of a cell the cameras measured are
         ignored by traversability: there the cameras' heights (and unknown holes between them) rule.
@@ -199,6 +206,7 @@ class ExecParams:
     prior_cover_m: float = 0.3
     clearance_m: float = 0.5
     clearance_cost: float = 3.0
+    near_step_margin: float = 0.20
     arc: ArcParams = field(default_factory=lambda: ArcParams(length_bonus_per_m=0.5))
 
     def __post_init__(self):
@@ -212,7 +220,7 @@ class ExecParams:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= lo:
                 raise ValueError(f"ExecParams.{name} = {v!r}: must be a finite number > {lo:g}")
-        for name in ("hazard_margin", "step_margin"):
+        for name in ("hazard_margin", "step_margin", "near_step_margin"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 0.5:
                 raise ValueError(f"ExecParams.{name} = {v!r}: must be in [0, 0.5)")
@@ -405,6 +413,8 @@ class NavExecutive:
         self._prior_only = np.isfinite(np.asarray(grid.height_m))
         self._cover_cells = max(1, int(round(p.prior_cover_m / cs)))
         self._keep_mask = self._keep_out_mask()
+        # the largest step the near map (finer cells seen close in) found in each cell; NaN = none yet
+        self._near_step = np.full(self.shape, np.nan, np.float32)
         cost, cm = self._traversability(self._terrain_all())
         self._limits = dict(cm.limits)
         self._cost = cost.copy()
@@ -556,7 +566,7 @@ class NavExecutive:
         """The cost map that proved the goal unreachable (``None`` unless the outcome is unreachable)."""
         return self._proof
 
-    def observe(self, local, *, t_s: float, odometer_m: float | None = None):
+    def observe(self, local, *, t_s: float, odometer_m: float | None = None, near=None):
         """Merge a local height map and update the costs of what changed (steps 2-3 of the cycle).
 
         Parameters
@@ -568,6 +578,12 @@ class NavExecutive:
             When the picture was taken.
         odometer_m : float, optional
             Distance driven so far (the merge's stamp; default the executive's own odometer).
+        near : LocalHeightMap-like, optional
+            The ground close in on a finer lattice (cells a whole fraction of the map's, aligned with it;
+            :meth:`perception.stereo_map.StereoMapper.near_map`). Its steps, over the window of the
+            profile's ``step_window_m``, are kept per map cell (the latest view of a cell replaces the
+            earlier) and cells where they exceed the near limit (``near_step_margin``) are lethal like
+            any step hazard.
 
         Returns
         -------
@@ -606,10 +622,74 @@ class NavExecutive:
                     update_cols = np.concatenate([np.asarray(update.cols), [lc0 + cc.min() - m, lc0 + cc.max() + m]])
                     update = _Update(np.clip(update_rows, 0, rows - 1).astype(np.int64),
                                      np.clip(update_cols, 0, cols - 1).astype(np.int64))
+        if near is not None:
+            nr, nc = self._merge_near(near)
+            if nr.size:
+                update = _Update(np.concatenate([np.asarray(update.rows, dtype=np.int64), nr]),
+                                 np.concatenate([np.asarray(update.cols, dtype=np.int64), nc]))
         t1 = time.perf_counter()
         n = self._update_costs(np.asarray(update.rows), np.asarray(update.cols))
         self._obs_timing = {"merge_ms": 1e3 * (t1 - t0), "traversability_ms": 1e3 * (time.perf_counter() - t1)}
         return n
+
+    def _merge_near(self, near):
+        """Keep the steps of a near map per map cell; returns the corner cells (rows, cols) of the window
+        it covered (empty when it covered none)."""
+        h = np.asarray(near.height_m, dtype=np.float32)
+        none = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        if h.ndim != 2 or h.size == 0:
+            return none
+        cs, fcs = self.cell_size_m, float(near.cell_size_m)
+        k = int(round(cs / fcs))
+        if not (fcs > 0 and k >= 1 and abs(k * fcs - cs) <= 1e-9 * cs):
+            raise ValueError(f"near map cells are {fcs:g} m: must divide the map's {cs:g} m cells")
+        ox, oy = self.origin_xy_m
+        fo = ((near.origin_xy_m[0] - ox) / fcs, (near.origin_xy_m[1] - oy) / fcs)
+        fc0, fr0 = int(round(fo[0])), int(round(fo[1]))
+        if abs(fo[0] - fc0) > 1e-6 or abs(fo[1] - fr0) > 1e-6:
+            raise ValueError(f"near map origin {tuple(near.origin_xy_m)} is not on the map's lattice "
+                             f"(origin {self.origin_xy_m}, cells {fcs:g} m)")
+        step = traversability(TerrainMap(h, fcs, tuple(near.origin_xy_m)), self.profile).step_m
+        step = np.where(np.isfinite(h), step, np.nan).astype(np.float32)
+        # pool the fine cells into map cells (largest step of each)
+        R0, C0 = fr0 // k, fc0 // k
+        pt, pl = fr0 - R0 * k, fc0 - C0 * k
+        Hc, Wc = -(-(pt + h.shape[0]) // k), -(-(pl + h.shape[1]) // k)
+        pad = np.full((Hc * k, Wc * k), np.nan, np.float32)
+        pad[pt:pt + h.shape[0], pl:pl + h.shape[1]] = step
+        pooled = np.fmax.reduce(np.fmax.reduce(pad.reshape(Hc, k, Wc, k), axis=3), axis=1)
+        rows, cols = self.shape
+        a0, a1, b0, b1 = max(R0, 0), min(R0 + Hc, rows), max(C0, 0), min(C0 + Wc, cols)
+        if a0 >= a1 or b0 >= b1:
+            return none
+        src = pooled[a0 - R0:a1 - R0, b0 - C0:b1 - C0]
+        got = np.isfinite(src)
+        if not got.any():
+            return none
+        with self._lock:
+            self._near_step[a0:a1, b0:b1][got] = src[got]
+        return np.array([a0, a1 - 1], np.int64), np.array([b0, b1 - 1], np.int64)
+
+    def _with_near(self, cm, r0, c0, limit_m):
+        """``cm`` (a window at map cell ``(r0, c0)``) with the near map's steps over ``limit_m`` made lethal
+        and inflated by the rover radius, as :func:`nav.traversability` does a step hazard."""
+        rr, cc = cm.cost.shape
+        fs = self._near_step[r0:r0 + rr, c0:c0 + cc]
+        with np.errstate(invalid="ignore"):
+            haz = fs > np.float32(limit_m)
+        if not haz.any():
+            return cm
+        r2 = _radius2_cells(cm.limits["inflation_radius_m"], self.cell_size_m)    # traversability's disc
+        d = distance_cells(haz, math.isqrt(r2) + 1)
+        near = d * d <= r2 + 0.5
+        cost = cm.cost.copy()
+        cost[near] = np.inf
+        reason = cm.reason.copy()
+        reason[near & ~haz & (reason == 0)] = LETHAL_INFLATED
+        reason[haz] |= LETHAL_STEP
+        step = cm.step_m.copy()
+        step[haz] = np.fmax(step[haz], fs[haz])
+        return dataclasses.replace(cm, cost=cost, reason=reason, step_m=step)
 
     def _update_costs(self, rows_changed, cols_changed) -> int:
         """Recompute traversability around changed cells; queue the cells whose cost moved for D* Lite."""
@@ -635,7 +715,7 @@ class NavExecutive:
                 hide = po & _dilate(self._observed[w0:w1, v0:v1], self._cover_cells)
                 z[hide] = np.nan
             sub = TerrainMap(z, cs, (ox + v0 * cs, oy + w0 * cs))
-            cost, cm = self._traversability(sub)
+            cost, cm = self._traversability(sub, w0, v0)
             new_cost = cost[sr, sc].copy()
             new_cost[self._keep_mask[a0:a1, b0:b1]] = np.inf
             with self._lock:
@@ -657,15 +737,18 @@ class NavExecutive:
                 break
         return int(rr.size)
 
-    def _traversability(self, terrain: TerrainMap):
-        """(planning cost, CostMap at the limits that decide lethality) of a map window: the margin
-        limits' cost, with the margin band (lethal at the margin limits, not at the profile's) charged
-        ``margin_band_cost`` per cell on top of its cost at the profile's limits."""
+    def _traversability(self, terrain: TerrainMap, r0: int = 0, c0: int = 0):
+        """(planning cost, CostMap at the limits that decide lethality) of a map window at cell ``(r0, c0)``:
+        the margin limits' cost, with the margin band (lethal at the margin limits, not at the profile's)
+        charged ``margin_band_cost`` per cell on top of its cost at the profile's limits; the near map's
+        step hazards are lethal in both."""
         lim_kw, band_cost = self._trav_lim_kw, self._band_cost
-        cm = traversability(terrain, self.profile, **self._trav_kw)
+        hz = self.profile.hazards
+        cm = self._with_near(traversability(terrain, self.profile, **self._trav_kw), r0, c0,
+                             hz.max_step_m * (1.0 - self.params.near_step_margin))
         if lim_kw is None:
             return self._clearance(cm, cm.cost), cm
-        lim = traversability(terrain, self.profile, **lim_kw)
+        lim = self._with_near(traversability(terrain, self.profile, **lim_kw), r0, c0, hz.max_step_m)
         band = ~np.isfinite(cm.cost) & np.isfinite(lim.cost)
         cost = cm.cost.copy()
         cost[band] = lim.cost[band] + np.float32(band_cost)

@@ -26,7 +26,7 @@ Rasterisation (:func:`_rasterize_heights`)
     ``h - k_σ σ``, ``q = max(min_points, ceil(top_fraction k))``: at least ``q`` points say the
     surface reaches that high, so a few wild points (mismatches) cannot set it. The top layer
     is the points that can reach the floor, ``h + k_σ σ + layer_m >= L``, and the cell height
-    is their median. On open ground every point is in the layer (the median of all of them);
+    is their ``top_quantile`` (0.5: the median; linear between order statistics). On open ground every point is in the layer (the median of all of them);
     on a rock face the cell takes the height of the rock's upper part instead of averaging
     face and foot (which would hide a step). The cell variance is the mean of the layer's
     point variances: the points of one cell come from a few neighbouring pixels whose
@@ -215,9 +215,9 @@ def _select(a, lo, hi, k):
     return a[k]
 
 
-@njit(f"int64({_F2}, {_F}, {_D}, {_D}, {_D}, {_D}, {_D}, {_D}, int64, {_D}, {_S2}, {_S2}, {_I2})", **_OPTS)
+@njit(f"int64({_F2}, {_F}, {_D}, {_D}, {_D}, {_D}, {_D}, {_D}, int64, {_D}, {_D}, {_S2}, {_S2}, {_I2})", **_OPTS)
 def _rasterize_heights(xyz, var_height, ox, oy, cell, gate_k, layer_m, top_fraction, min_points, min_var_m2,
-                       height, var, count):
+                       top_quantile, height, var, count):
     """Height map of world points: the robust top layer of each cell.
 
     ``xyz`` (n, 3) world metres, ``var_height`` (n,) m² (a point with a NaN or infinite
@@ -228,7 +228,8 @@ def _rasterize_heights(xyz, var_height, ox, oy, cell, gate_k, layer_m, top_fract
     Per cell of ``k >= min_points`` points: the floor ``L`` is the ``q``-th largest lower
     bound ``h - gate_k σ`` with ``q = max(min_points, ceil(top_fraction k))`` (at most ``k``);
     the top layer is the points with ``h + gate_k σ + layer_m >= L``; the height is their
-    median and the variance the mean of their variances (at least ``min_var_m2``).
+    ``top_quantile`` (linear between the order statistics around ``top_quantile · (used − 1)``;
+    0.5 is the median) and the variance the mean of their variances (at least ``min_var_m2``).
     """
     rows, cols = height.shape
     n = xyz.shape[0]
@@ -236,7 +237,7 @@ def _rasterize_heights(xyz, var_height, ox, oy, cell, gate_k, layer_m, top_fract
             or count.shape[0] != rows or count.shape[1] != cols):
         return BAD_SHAPE
     if not (cell > 0.0 and gate_k >= 0.0 and layer_m >= 0.0 and 0.0 <= top_fraction <= 1.0
-            and min_points >= 1 and min_var_m2 >= 0.0):
+            and min_points >= 1 and min_var_m2 >= 0.0 and 0.0 <= top_quantile <= 1.0):
         return BAD_ARGUMENT
     m = rows * cols
     start = np.zeros(m + 1, np.int64)
@@ -301,16 +302,19 @@ def _rasterize_heights(xyz, var_height, ox, oy, cell, gate_k, layer_m, top_fract
                     kept[a + used] = hs[t]
                     sv += vs[t]
                     used += 1
-            half = used >> 1
-            med = _select(kept, a, a + used, half)
-            if used % 2 == 0:
-                # the largest value below the upper median (the select left them in kept[a:a+half])
-                below = kept[a]
-                for t in range(a + 1, a + half):
-                    if kept[t] > below:
-                        below = kept[t]
-                med = 0.5 * (med + below)
-            height[r, c] = np.float32(med)
+            # the top_quantile of the layer, interpolated between order statistics (0.5: the median)
+            pos = top_quantile * (used - 1)
+            k0 = min(int(math.floor(pos)), used - 1)
+            f = pos - k0
+            hq = _select(kept, a, a + used, k0)
+            if f > 0.0:
+                # the next order statistic: the smallest value the select left above kept[a + k0]
+                above = kept[a + k0 + 1]
+                for t in range(a + k0 + 2, a + used):
+                    if kept[t] < above:
+                        above = kept[t]
+                hq = (1.0 - f) * hq + f * above
+            height[r, c] = np.float32(hq)
             var[r, c] = np.float32(max(sv / used, min_var_m2))
     return OK
 

@@ -130,8 +130,9 @@ class StereoMapParams:
     Rasterisation
         ``cell_size_m`` (when no grid is given), ``gate_sigma`` (``k`` of the top-layer test),
         ``layer_m`` (extra depth of the top layer), ``top_fraction`` (share of a cell's points
-        that must reach the top-layer floor), ``min_points`` (points a cell needs to be known),
-        ``min_sigma_m`` (floor of a cell's height σ).
+        that must reach the top-layer floor), ``top_quantile`` (which quantile of the top layer is the
+        cell's height: 0.5 the median, 1 its highest point), ``min_points`` (points a cell needs to be
+        known), ``min_sigma_m`` (floor of a cell's height σ).
 
     Defaults were tuned on rendered Mars and Moon traverses (``benchmarks/bench_stereo_map.py``):
     BM beat SGBM there (SGBM left metre-high outliers that the top layer keeps), block 7 beat
@@ -158,6 +159,7 @@ class StereoMapParams:
     gate_sigma: float = 2.0
     layer_m: float = 0.02
     top_fraction: float = 0.1
+    top_quantile: float = 0.5
     min_points: int = 2
     min_sigma_m: float = 0.005
 
@@ -196,6 +198,7 @@ class StereoMapParams:
         _number(o, "gate_sigma", self.gate_sigma, ge=0, le=100)
         _number(o, "layer_m", self.layer_m, ge=0, le=100)
         _number(o, "top_fraction", self.top_fraction, ge=0, le=1)
+        _number(o, "top_quantile", self.top_quantile, ge=0, le=1)
         _number(o, "min_points", self.min_points, ge=1, integer=True)
         _number(o, "min_sigma_m", self.min_sigma_m, ge=0, le=100)
 
@@ -461,7 +464,7 @@ def point_height_var_m2(points: StereoPoints, T_world_cam, *, fx_px: float, sigm
 
 def rasterize(xyz_world_m, var_height_m2, *, cell_size_m: float, origin_xy_m=(0.0, 0.0), shape=None,
               gate_sigma: float = 2.0, layer_m: float = 0.02, top_fraction: float = 0.1, min_points: int = 2,
-              min_sigma_m: float = 0.005) -> LocalHeightMap:
+              min_sigma_m: float = 0.005, top_quantile: float = 0.5) -> LocalHeightMap:
     """Top-layer height map of world points (the local-map rasteriser).
 
     Parameters
@@ -476,7 +479,7 @@ def rasterize(xyz_world_m, var_height_m2, *, cell_size_m: float, origin_xy_m=(0.
     shape : (rows, cols), optional
         Grid size; by default the smallest grid from ``origin_xy_m``'s lattice that holds
         every usable point (its origin then moves to that grid's corner).
-    gate_sigma, layer_m, min_points, min_sigma_m
+    gate_sigma, layer_m, top_fraction, min_points, min_sigma_m, top_quantile
         As in :class:`StereoMapParams`.
 
     Returns
@@ -498,6 +501,7 @@ def rasterize(xyz_world_m, var_height_m2, *, cell_size_m: float, origin_xy_m=(0.
     top_fraction = _number(o, "top_fraction", top_fraction, ge=0, le=1)
     min_points = _number(o, "min_points", min_points, ge=1, integer=True)
     min_sigma_m = _number(o, "min_sigma_m", min_sigma_m, ge=0)
+    top_quantile = _number(o, "top_quantile", top_quantile, ge=0, le=1)
     bounds = None
     if shape is None:
         use = np.isfinite(v) & np.isfinite(p).all(axis=1)
@@ -514,10 +518,12 @@ def rasterize(xyz_world_m, var_height_m2, *, cell_size_m: float, origin_xy_m=(0.
         if rows < 0 or cols < 0:
             raise ValueError(f"shape = {shape!r}: must be non-negative")
         shape = (rows, cols)
-    return _rasterize(p, v, cs, ox, oy, bounds, shape, gate_sigma, layer_m, top_fraction, min_points, min_sigma_m)
+    return _rasterize(p, v, cs, ox, oy, bounds, shape, gate_sigma, layer_m, top_fraction, min_points, min_sigma_m,
+                      top_quantile)
 
 
-def _rasterize(p, v, cs, ox, oy, bounds, shape, gate_sigma, layer_m, top_fraction, min_points, min_sigma_m):
+def _rasterize(p, v, cs, ox, oy, bounds, shape, gate_sigma, layer_m, top_fraction, min_points, min_sigma_m,
+               top_quantile):
     """:func:`rasterize` on validated inputs; ``bounds`` (x0, x1, y0, y1) of the usable points
     sizes the grid when ``shape`` is None."""
     if shape is None:
@@ -538,7 +544,7 @@ def _rasterize(p, v, cs, ox, oy, bounds, shape, gate_sigma, layer_m, top_fractio
     if rows and cols:
         _status("_rasterize_heights", _kernels()._rasterize_heights(
             p, v, ox, oy, cs, gate_sigma, layer_m, top_fraction, min_points, min_sigma_m * min_sigma_m,
-            height, var, count))
+            top_quantile, height, var, count))
     return LocalHeightMap(height_m=height, var_m2=var, count=count, cell_size_m=cs, origin_xy_m=(ox, oy),
                           n_points=int(count.sum()))
 
@@ -751,7 +757,7 @@ class StereoMapper:
         xyz_w, var_h, bounds = self._world_points(points, T_world_cam, attitude_sigma_rad)
         p = self.params
         lm = _rasterize(xyz_w, var_h, cs, origin[0], origin[1], bounds, None, p.gate_sigma, p.layer_m,
-                        p.top_fraction, p.min_points, p.min_sigma_m)
+                        p.top_fraction, p.min_points, p.min_sigma_m, p.top_quantile)
         if p.relief_slope > 0 and lm.n_known:
             lm.var_m2[...] += np.float32(p.relief_slope ** 2) * _cell_mean(
                 _horizontal_var_m2(points, T_world_cam), xyz_w, var_h, lm)
@@ -759,6 +765,29 @@ class StereoMapper:
             logger.debug("local map %dx%d from %d points: %d cells known in %.1f ms", *lm.shape, len(points),
                          lm.n_known, 1e3 * (time.perf_counter() - t0))
         return lm
+
+    def near_map(self, points: StereoPoints, T_world_cam, *, grid=None, subdivide: int = 2,
+                 max_range_m: float = 2.5, attitude_sigma_rad: float = 0.0) -> LocalHeightMap:
+        """A finer local map of the ground close to the camera: the points within ``max_range_m`` of the
+        left optical centre, on ``grid``'s lattice with every cell split ``subdivide`` x ``subdivide``.
+
+        Close in, stereo resolves more than the planning map's cells hold: a 10 cm cell averages a
+        small rock's face with its foot, so its step reads a quarter low, while 5 cm cells seen from
+        1-2.5 m (tens of points each, height σ under a centimetre) keep it. The navigation executive
+        checks steps on this map (``NavExecutive.observe(..., near=...)``).
+        """
+        if not isinstance(points, StereoPoints):
+            raise TypeError(f"points must be StereoPoints, got {type(points).__name__}")
+        sub = _number("near_map", "subdivide", subdivide, ge=1, integer=True)
+        rng_max = _number("near_map", "max_range_m", max_range_m, gt=0)
+        cs, origin = _grid_of(grid, self.params.cell_size_m)
+        p = np.asarray(points.xyz_cam_m, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            keep = np.linalg.norm(p, axis=1) <= rng_max
+        near = StereoPoints(np.ascontiguousarray(p[keep]),
+                            np.ascontiguousarray(np.asarray(points.var_depth_m2, dtype=np.float64)[keep]))
+        lattice = TerrainMap(np.full((1, 1), np.nan, np.float32), cs / sub, origin)
+        return self.local_map(near, T_world_cam, grid=lattice, attitude_sigma_rad=attitude_sigma_rad)
 
     def map_pair(self, left, right, T_world_cam, *, grid=None, attitude_sigma_rad: float = 0.0) -> LocalHeightMap:
         """:meth:`disparity`, :meth:`points` and :meth:`local_map` in one call."""

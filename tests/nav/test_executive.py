@@ -469,3 +469,51 @@ def test_an_unseen_patch_beside_the_rover_steers_the_arc_to_seen_ground():
     hxy = np.stack([(hc + 0.5) * CS, (hr + 0.5) * CS], axis=1)
     d = np.hypot(xy[~body, None, 0] - hxy[None, :, 0], xy[~body, None, 1] - hxy[None, :, 1]).min()
     assert d >= PROFILE.inflation_radius_m, f"the arc passes {d:.2f} m from ground no camera saw"
+
+
+# ----------------------------------------------------------------------------- the near map
+def _rock_maps(h=0.14):
+    """Flat ground 4 x 4 m with a rock one 5 cm cell across and ``h`` tall at fine cell (40, 40): the fine
+    (5 cm) heights and the planning cells' (10 cm) block means."""
+    fine = np.zeros((80, 80), np.float32)
+    fine[40, 40] = h
+    return fine, fine.reshape(40, 2, 40, 2).mean(axis=(1, 3))
+
+
+def test_a_rock_the_planning_cells_average_away_is_lethal_from_the_near_map():
+    """A 0.14 m rock one 5 cm cell across: its 10 cm cell averages it to 0.035 m, no hazard; the near map
+    keeps the 0.14 m step (over 0.9 x 0.15 m), so exactly the map cells within the rover radius
+    (traversability's disc rule, brute force) of the four cells its step window reaches are lethal, and
+    the explanation names the step."""
+    fine, coarse = _rock_maps()
+    grid = nav.TerrainMap(np.full((50, 50), np.nan, np.float32), CS)
+    ex = NavExecutive(PROFILE, grid, [(4.5, 4.5, 0.3)])
+    ex.observe(Local(coarse, CS, (0.0, 0.0)), t_s=0.0)
+    assert np.isfinite(ex.costmap().cost[20, 20])                       # averaged away on the planning map
+    ex = NavExecutive(PROFILE, grid, [(4.5, 4.5, 0.3)], params=ExecParams(near_step_margin=0.1))
+    ex.observe(Local(coarse, CS, (0.0, 0.0)), t_s=0.0, near=Local(fine, 0.05, (0.0, 0.0)))
+    cm = ex.costmap()
+    src = [(r, c) for r in (19, 20) for c in (19, 20)]                 # fine rows/cols 39..41 pooled
+    r2 = int(math.floor((PROFILE.inflation_radius_m + ExecParams().inflation_margin_m) ** 2 / CS ** 2 + 1e-6))
+    rr, cc = np.mgrid[0:40, 0:40]
+    want = np.zeros((40, 40), bool)
+    for r, c in src:
+        want |= (rr - r) ** 2 + (cc - c) ** 2 <= r2
+    np.testing.assert_array_equal(~np.isfinite(cm.cost[:40, :40]), want)
+    assert "step 0.14 m" in ex.explain((20, 20)), ex.explain((20, 20))
+    # a 0.12 m rock is within the near limit: nothing lethal; a later view of the cell replaces the earlier
+    fine2, _ = _rock_maps(0.12)
+    ex.observe(Local(coarse, CS, (0.0, 0.0)), t_s=1.0, near=Local(fine2, 0.05, (0.0, 0.0)))
+    assert np.isfinite(ex.costmap().cost[:40, :40]).all()
+
+
+def test_the_near_map_must_sit_on_the_maps_lattice():
+    fine, coarse = _rock_maps()
+    grid = nav.TerrainMap(np.full((50, 50), np.nan, np.float32), CS)
+    ex = NavExecutive(PROFILE, grid, [(4.5, 4.5, 0.3)])
+    with pytest.raises(ValueError, match="must divide"):
+        ex.observe(Local(coarse, CS, (0.0, 0.0)), t_s=0.0, near=Local(fine, 0.03, (0.0, 0.0)))
+    with pytest.raises(ValueError, match="not on the map's lattice"):
+        ex.observe(Local(coarse, CS, (0.0, 0.0)), t_s=0.0, near=Local(fine, 0.05, (0.02, 0.0)))
+    with pytest.raises(ValueError, match="near_step_margin"):
+        ExecParams(near_step_margin=0.6)

@@ -68,8 +68,10 @@ def ref_height_var(p_cam, var_depth, T_world_cam, fx, sigma_px, attitude_sigma_r
 
 
 # ------------------------------------------------------------------------------ rasterisation
-def ref_rasterize(xyz, var, ox, oy, cell, shape, gate_k, layer_m, top_fraction, min_points, min_var_m2):
-    """``(height, var, count)`` (float64, float64, int) of the documented top-layer rule."""
+def ref_rasterize(xyz, var, ox, oy, cell, shape, gate_k, layer_m, top_fraction, min_points, min_var_m2,
+                  top_quantile=0.5):
+    """``(height, var, count)`` (float64, float64, int) of the documented top-layer rule; the height is
+    numpy's (linear) ``quantile`` of the layer."""
     rows, cols = shape
     cells: dict = {}
     for (x, y, z), v in zip(np.asarray(xyz, dtype=np.float64), np.asarray(var, dtype=np.float64)):
@@ -91,7 +93,7 @@ def ref_rasterize(xyz, var, ox, oy, cell, shape, gate_k, layer_m, top_fraction, 
         lows = sorted(z - gate_k * math.sqrt(v) for z, v in pts)
         floor_ = lows[k - q]                                   # the q-th largest
         top = [(z, v) for z, v in pts if z + gate_k * math.sqrt(v) + layer_m >= floor_]
-        height[r, c] = float(np.median([z for z, _ in top]))
+        height[r, c] = float(np.quantile([z for z, _ in top], top_quantile))
         out_var[r, c] = max(sum(v for _, v in top) / len(top), min_var_m2)
     return height, out_var, count
 

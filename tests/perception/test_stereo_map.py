@@ -144,9 +144,10 @@ def test_height_variance_matches_finite_differences(seed, yaw, pitch, roll, att,
 _RASTER = dict(gate_sigma=2.0, layer_m=0.02, top_fraction=0.1, min_points=2, min_sigma_m=0.005)
 
 
-def _ref_raster(xyz, var, ox, oy, cell, shape, gate_sigma, layer_m, top_fraction, min_points, min_sigma_m):
+def _ref_raster(xyz, var, ox, oy, cell, shape, gate_sigma, layer_m, top_fraction, min_points, min_sigma_m,
+                top_quantile=0.5):
     return ref.ref_rasterize(xyz, var, ox, oy, cell, shape, gate_sigma, layer_m, top_fraction, min_points,
-                             min_sigma_m ** 2)
+                             min_sigma_m ** 2, top_quantile)
 
 
 def _random_points(rng, n, shape, cell, nan_frac=0.05):
@@ -164,12 +165,14 @@ def _random_points(rng, n, shape, cell, nan_frac=0.05):
 
 @settings(max_examples=60)
 @given(seed=st.integers(0, 2**31), n=st.integers(0, 400), rows=st.integers(1, 7), cols=st.integers(1, 7),
-       gate=st.floats(0.0, 3.0), layer=st.floats(0.0, 0.1), top=st.floats(0.0, 1.0), min_points=st.integers(1, 4))
-def test_rasterize_matches_reference(seed, n, rows, cols, gate, layer, top, min_points):
+       gate=st.floats(0.0, 3.0), layer=st.floats(0.0, 0.1), top=st.floats(0.0, 1.0), min_points=st.integers(1, 4),
+       quantile=st.one_of(st.just(0.5), st.just(0.0), st.just(1.0), st.floats(0.0, 1.0)))
+def test_rasterize_matches_reference(seed, n, rows, cols, gate, layer, top, min_points, quantile):
     rng = np.random.default_rng(seed)
     cell = 0.1
     xyz, var = _random_points(rng, n, (rows, cols), cell)
-    kw = dict(gate_sigma=gate, layer_m=layer, top_fraction=top, min_points=min_points, min_sigma_m=0.005)
+    kw = dict(gate_sigma=gate, layer_m=layer, top_fraction=top, min_points=min_points, min_sigma_m=0.005,
+              top_quantile=quantile)
     lm = rasterize(xyz, var, cell_size_m=cell, origin_xy_m=(0.0, 0.0), shape=(rows, cols), **kw)
     h, v, cnt = _ref_raster(xyz, var, 0.0, 0.0, cell, (rows, cols), **kw)
     np.testing.assert_array_equal(lm.count, cnt)
@@ -238,6 +241,17 @@ def test_top_layer_takes_the_rock_not_the_mean_and_ignores_outliers():
     # one point is not enough (min_points = 2): unknown
     lm = rasterize(flat[:1], np.full(1, 4e-6), cell_size_m=0.1, shape=(1, 1), **_RASTER)
     assert np.isnan(lm.height_m[0, 0]) and lm.var_m2[0, 0] == np.inf and lm.count[0, 0] == 1
+    # a higher quantile of the layer reads the rock's top, not its middle; 1 is the highest point
+    lm9 = rasterize(pts, np.full(len(pts), 1e-6), cell_size_m=0.1, shape=(1, 1), **_RASTER, top_quantile=0.9)
+    lm1 = rasterize(pts, np.full(len(pts), 1e-6), cell_size_m=0.1, shape=(1, 1), **_RASTER, top_quantile=1.0)
+    assert 0.28 < lm9.height_m[0, 0] <= lm1.height_m[0, 0] == np.float32(pts[:, 2].max())
+    # ... and on flat ground it stays on the ground, outliers and all
+    lm9 = rasterize(flat, np.full(500, 4e-6), cell_size_m=0.1, shape=(1, 1), **_RASTER, top_quantile=0.9)
+    assert abs(lm9.height_m[0, 0]) < 0.005
+    with pytest.raises(ValueError, match="top_quantile"):
+        rasterize(flat, np.full(500, 4e-6), cell_size_m=0.1, shape=(1, 1), top_quantile=1.5)
+    with pytest.raises(ValueError, match="top_quantile"):
+        StereoMapParams(top_quantile=-0.1)
 
 
 @settings(max_examples=30)
@@ -674,3 +688,44 @@ def test_no_points_give_an_empty_local_map_and_merge_nothing():
     assert lm.shape == (0, 0) and not lm
     up = g.merge(lm)
     assert not up and up.shape == (10, 10) and g.merges == 1
+
+
+@settings(max_examples=25)
+@given(seed=st.integers(0, 2**31), rng_max=st.floats(0.8, 4.0), sub=st.integers(1, 3))
+def test_near_map_is_the_close_points_on_a_subdivided_lattice(seed, rng_max, sub):
+    """near_map = local_map of only the points within max_range_m of the left optical centre (selected
+    here by hand), on the grid's lattice with cells split sub x sub; every point it rasterised is one of
+    those."""
+    rng = np.random.default_rng(seed)
+    T = T_world_body(3.37, -1.21, 0.1, rng.uniform(-3, 3), 0.05, -0.03) @ T_world_body(0.15, 0.0, 0.8, 0.0, 0.44, 0.0)
+    n = 800
+    p = np.column_stack([rng.uniform(-2, 2, n), rng.uniform(-0.5, 1.0, n), rng.uniform(0.5, 6.0, n)])
+    var_z = (p[:, 2] ** 2 * 0.25 / (457.0 * 0.12)) ** 2
+    pts = StereoPoints(xyz_cam_m=p, var_depth_m2=var_z)
+    K = np.array([[457.0, 0, 319.5], [0, 457.0, 239.5], [0, 0, 1]])
+    mapper = StereoMapper(K, 0.12)
+    grid = TerrainMap(np.full((4, 4), np.nan, np.float32), 0.1, (0.3, -0.2))
+    near = mapper.near_map(pts, T, grid=grid, subdivide=sub, max_range_m=rng_max)
+    keep = np.linalg.norm(p, axis=1) <= rng_max
+    ref = mapper.local_map(StereoPoints(p[keep], var_z[keep]), T,
+                           grid=TerrainMap(np.full((1, 1), np.nan, np.float32), 0.1 / sub, (0.3, -0.2)))
+    assert near.cell_size_m == pytest.approx(0.1 / sub)
+    if near.shape != (0, 0):
+        off = (np.asarray(near.origin_xy_m) - (0.3, -0.2)) / (0.1 / sub)
+        np.testing.assert_allclose(off, np.round(off), atol=1e-6)
+    assert near.origin_xy_m == ref.origin_xy_m and near.shape == ref.shape
+    np.testing.assert_array_equal(near.height_m, ref.height_m)
+    np.testing.assert_array_equal(near.count, ref.count)
+    assert near.n_points <= int(keep.sum())
+
+
+def test_near_map_bad_arguments():
+    K = np.array([[457.0, 0, 319.5], [0, 457.0, 239.5], [0, 0, 1]])
+    mapper = StereoMapper(K, 0.12)
+    pts = StereoPoints(xyz_cam_m=np.array([[0.0, 0.5, 1.0]]), var_depth_m2=np.array([1e-4]))
+    with pytest.raises(ValueError, match="subdivide"):
+        mapper.near_map(pts, np.eye(4), subdivide=0)
+    with pytest.raises(ValueError, match="max_range_m"):
+        mapper.near_map(pts, np.eye(4), max_range_m=0.0)
+    with pytest.raises(TypeError, match="StereoPoints"):
+        mapper.near_map(np.zeros((1, 3)), np.eye(4))
