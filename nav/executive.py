@@ -166,7 +166,9 @@ class ExecParams:
         are relaxed). A 10 cm planning cell averages a small rock's face with its foot, so rocks just over
         the limit read 0.11-0.13 m for 0.15-0.16 m in truth, under the planning margin; 5 cm cells seen
         from 1-2.5 m read them 0.126-0.132 m (the camera sees the surface between the terrain's 5 cm
-        samples, not its peaks), so the near limit is 0.12 m by default.
+        samples, not its peaks), so the near limit is 0.12 m by default. Measured on the mars_50m campaign
+        (200 runs): 194/200 reached safely with 4 violations in 4 runs, against 193/200 with 8 in 6 without
+        the near map.
     prior_cover_m : float
         Heights known beforehand (a prior) within this distance of a cell the cameras measured are
         ignored by traversability: there the cameras' heights (and unknown holes between them) rule.
