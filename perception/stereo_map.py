@@ -773,7 +773,8 @@ class StereoMapper:
 
         Close in, stereo resolves more than the planning map's cells hold: a 10 cm cell averages a
         small rock's face with its foot, so its step reads a quarter low, while 5 cm cells seen from
-        1-2.5 m (tens of points each, height σ under a centimetre) keep it. The navigation executive
+        1-2.5 m (3-20 points each from the fast perception's 240 px sensor, more from a full camera;
+        height σ under a centimetre) keep most of it. The navigation executive
         checks steps on this map (``NavExecutive.observe(..., near=...)``).
         """
         if not isinstance(points, StereoPoints):
