@@ -745,12 +745,11 @@ class NavExecutive:
         charged ``margin_band_cost`` per cell on top of its cost at the profile's limits; the near map's
         step hazards are lethal in both."""
         lim_kw, band_cost = self._trav_lim_kw, self._band_cost
-        hz = self.profile.hazards
         cm = self._with_near(traversability(terrain, self.profile, **self._trav_kw), r0, c0,
-                             hz.max_step_m * (1.0 - self.params.near_step_margin))
+                             self._near_limit(relaxed=False))
         if lim_kw is None:
             return self._clearance(cm, cm.cost), cm
-        lim = self._with_near(traversability(terrain, self.profile, **lim_kw), r0, c0, hz.max_step_m)
+        lim = self._with_near(traversability(terrain, self.profile, **lim_kw), r0, c0, self._near_limit(relaxed=True))
         band = ~np.isfinite(cm.cost) & np.isfinite(lim.cost)
         cost = cm.cost.copy()
         cost[band] = lim.cost[band] + np.float32(band_cost)
@@ -791,7 +790,21 @@ class NavExecutive:
             return "inside a keep-out zone"
         cm = CostMap(terrain=self._geo, cost=self._cost, slope_deg=self._slope, step_m=self._step,
                      roughness_m=self._rough, reason=self._reason, limits=self._limits)
+        # a step only the near map has over its (lower) limit: "step 0.125 m > max_step_m 0.1275" would be
+        # false, so name the near limit and the map it came from
+        src = (r, c) if int(self._reason[r, c]) & ~LETHAL_INFLATED else (cm._nearest_source(r, c) or (None, None))[:2]
+        if src[0] is not None and int(self._reason[src]) & LETHAL_STEP:
+            near_lim = self._near_limit(relaxed=self._trav_lim_kw is not None)
+            if self._near_step[src] > np.float32(near_lim) and self._step[src] <= self._limits["max_step_m"]:
+                cm = dataclasses.replace(cm, limits=dict(self._limits, max_step_m=near_lim))
+                return cm.explain((r, c)) + " (the step of the 5 cm map of the ground close in)"
         return cm.explain((r, c))
+
+    def _near_limit(self, *, relaxed: bool) -> float:
+        """Step beyond which the near map makes a cell lethal (the profile's own limit once relaxed)."""
+        m = self.profile.hazards.max_step_m
+        return m if relaxed else m * (1.0 - self.params.near_step_margin)
+
 
     # ------------------------------------------------------------------ control
     def pause(self, reason: str) -> None:

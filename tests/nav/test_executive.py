@@ -501,6 +501,14 @@ def test_a_rock_the_planning_cells_average_away_is_lethal_from_the_near_map():
         want |= (rr - r) ** 2 + (cc - c) ** 2 <= r2
     np.testing.assert_array_equal(~np.isfinite(cm.cost[:40, :40]), want)
     assert "step 0.14 m" in ex.explain((20, 20)), ex.explain((20, 20))
+    # a 0.125 m rock under the default near limit (0.12 m) but not the planning map's (0.1275 m): "step 0.125 m
+    # > max_step_m 0.1275" would be false, so the sentence names the near limit, at the rock and beside it
+    ex2 = NavExecutive(PROFILE, grid, [(4.5, 4.5, 0.3)])                 # default: near limit 0.12 m
+    fine3, coarse3 = _rock_maps(0.125)
+    ex2.observe(Local(coarse3, CS, (0.0, 0.0)), t_s=0.0, near=Local(fine3, 0.05, (0.0, 0.0)))
+    for rc in ((20, 20), (20, 22)):                                      # the hazard and an inflated cell
+        why = ex2.explain(rc)
+        assert "0.12" in why and "0.1275" not in why and "5 cm map" in why, why
     # a 0.12 m rock is within the near limit: nothing lethal; a later view of the cell replaces the earlier
     fine2, _ = _rock_maps(0.12)
     ex.observe(Local(coarse, CS, (0.0, 0.0)), t_s=1.0, near=Local(fine2, 0.05, (0.0, 0.0)))
