@@ -37,7 +37,7 @@ class FastPerception:
         Rasteriser settings (range limit, points per cell...).
     near : bool
         Also map the ground close in on a finer lattice (:meth:`perception.stereo_map.StereoMapper.near_map`)
-        for the executive's step check.
+        for the executive's step and roughness checks.
     """
 
     def __init__(self, world, sim_rover, profile, grid, *, width_px: int = 240, stereo_params=None,

@@ -67,7 +67,7 @@ import numpy as np
 
 from . import _field_dstar_kernels as _fdk
 from .config import RoverProfile
-from .costmap import LETHAL_INFLATED, LETHAL_STEP, LETHAL_UNKNOWN, CostMap
+from .costmap import LETHAL_INFLATED, LETHAL_ROUGHNESS, LETHAL_STEP, LETHAL_UNKNOWN, CostMap
 from .errors import GoalInHazard, NoPathFound, StartInHazard
 from .follow import PurePursuit
 from .local_planner import ArcParams, ArcPlanner, CostToGo, LocalPlan, LocalPlanFailure
@@ -131,14 +131,21 @@ class ExecParams:
         times in 13 runs instead of 11 in 9, and lengthened paths (median ratio 1.35 vs 1.15) — so it is
         off by default, safety first.
     margin_fallback_cost : float or None
-        When the goal is unreachable with the margin band lethal, relax once: from then on the band costs
-        this much extra per cell (as ``margin_band_cost`` would), the whole map is re-assessed and the
+        When the goal is unreachable with the margin band lethal, relax (by the steps of
+        ``margin_relax_keep``): from then on the band costs this much extra per cell (as ``margin_band_cost`` would), the whole map is re-assessed and the
         goal is planned again — the conservative map first, the profile's own limits only when nothing
         else is left. A ``margins_relaxed`` event records when, and ``summary()["margins_relaxed"]``
         whether. ``None`` never relaxes. Ignored when ``margin_band_cost`` is set (the band is a cost from the
         start). Default 30. Measured on the first 60 runs of the mars_50m campaign (relief 0.1-0.31 m): 56/60
         reached safely against 55/60 never relaxing, the same 4 violations in 3 runs; on steeper terrain
         (relief 0.25-0.4 m) 44/60 against 43/60, but 23 violations in 15 runs against 11 in 9.
+    margin_relax_keep : tuple of float
+        How much of the margins each successive relaxation keeps: the first lethal limits are the profile's
+        times ``1 - margin * keep[0]`` (the band up to them a cost), then ``keep[1]`` if the goal is still
+        unreachable, and so on (``margins_relaxed`` events carry ``keep``). Default ``(0.5, 0.0)``: half
+        the margins first, the profile's own limits only when that is not enough either, so a passage just
+        over the margins is driven with half of them still kept. ``(0.0,)`` relaxes to the profile's limits
+        at once.
     lookahead_m, speed_mps : float, optional
         Pure pursuit's lookahead and cruise speed (defaults 0.35 m and the profile's maximum).
     footprint_fill_m : float, optional
@@ -162,13 +169,22 @@ class ExecParams:
         median path ratio 1.23 against 1.17.
     near_step_margin : float
         Steps on the finer map of the ground close in (``observe(..., near=...)``) are lethal beyond the
-        profile's ``max_step_m`` times ``1 - near_step_margin`` (the profile's own limit once the margins
-        are relaxed). A 10 cm planning cell averages a small rock's face with its foot, so rocks just over
+        profile's ``max_step_m`` times ``1 - near_step_margin`` (relaxed like the other margins, by
+        ``margin_relax_keep``). A 10 cm planning cell averages a small rock's face with its foot, so rocks just over
         the limit read 0.11-0.13 m for 0.15-0.16 m in truth, under the planning margin; 5 cm cells seen
         from 1-2.5 m read them 0.126-0.132 m (the camera sees the surface between the terrain's 5 cm
         samples, not its peaks), so the near limit is 0.12 m by default. Measured on the mars_50m campaign
         (200 runs): 194/200 reached safely with 4 violations in 4 runs, against 193/200 with 8 in 6 without
         the near map.
+    near_roughness_margin : float or None
+        Roughness on the near map is lethal beyond the profile's ``max_roughness_m`` times
+        ``1 - near_roughness_margin`` (relaxed like the other margins); ``None`` (default) judges roughness
+        on the planning map only. Roughness is the RMS residual of a footprint-sized plane fit, which 5 cm
+        cells should resolve better than 10 cm ones; but on the fast perception's near maps it read 0.019-0.042
+        m where three violations had 0.051-0.052 m in truth, while false readings over the limit elsewhere
+        lengthened routes (the default mars_50m traverse: path ratio 1.44 at 0.08, 1.38 at 0.04 and at 0,
+        against 1.22 without). On the 200-run campaign 0.08 reached 195/200 safely against 194/200 without,
+        the failures moved about rather than fixed, so it is off.
     prior_cover_m : float
         Heights known beforehand (a prior) within this distance of a cell the cameras measured are
         ignored by traversability: there the cameras' heights (and unknown holes between them) rule.
@@ -200,6 +216,7 @@ class ExecParams:
     step_margin: float = 0.15
     margin_band_cost: float | None = None
     margin_fallback_cost: float | None = 30.0
+    margin_relax_keep: tuple = (0.5, 0.0)
     lookahead_m: float | None = 0.35
     speed_mps: float | None = None
     footprint_fill_m: float | None = None
@@ -209,6 +226,7 @@ class ExecParams:
     clearance_m: float = 0.5
     clearance_cost: float = 3.0
     near_step_margin: float = 0.20
+    near_roughness_margin: float | None = None
     arc: ArcParams = field(default_factory=lambda: ArcParams(length_bonus_per_m=0.5))
 
     def __post_init__(self):
@@ -226,6 +244,16 @@ class ExecParams:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 0.5:
                 raise ValueError(f"ExecParams.{name} = {v!r}: must be in [0, 0.5)")
+        keep = self.margin_relax_keep
+        if not isinstance(keep, (tuple, list)) or not keep \
+                or any(isinstance(k, bool) or not isinstance(k, (int, float)) or not 0.0 <= k < 1.0 for k in keep) \
+                or any(b >= a for a, b in zip(keep, keep[1:])):
+            raise ValueError(f"ExecParams.margin_relax_keep = {keep!r}: must be a non-empty, strictly decreasing "
+                             f"sequence of numbers in [0, 1)")
+        object.__setattr__(self, "margin_relax_keep", tuple(float(k) for k in keep))
+        v = self.near_roughness_margin
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 0.5):
+            raise ValueError(f"ExecParams.near_roughness_margin = {v!r}: must be in [0, 0.5) or None")
         for name in ("margin_band_cost", "margin_fallback_cost"):
             b = getattr(self, name)
             if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b)
@@ -395,6 +423,10 @@ class NavExecutive:
         self._trav_lim_kw = None if p.margin_band_cost is None else dict(
             unknown="penalty", inflation_radius_m=self._trav_kw["inflation_radius_m"])
         self._relaxed = False           # margin_fallback_cost applied
+        self._relax_level = 0           # relaxations applied (margin_relax_keep[level - 1] kept)
+        # the fraction of the margins the lethal limits keep while a margin band is a cost (none when the
+        # band is a cost from the start: the profile's own limits)
+        self._keep = 0.0
         self._cost_mode = 0             # bumped when the traversability settings change
         h = window_cells(hz.footprint_m, cs) // 2
         hs = window_cells(profile.step_window_m, cs) // 2
@@ -416,7 +448,8 @@ class NavExecutive:
         self._cover_cells = max(1, int(round(p.prior_cover_m / cs)))
         self._keep_mask = self._keep_out_mask()
         # the largest step the near map (finer cells seen close in) found in each cell; NaN = none yet
-        self._near_step = np.full(self.shape, np.nan, np.float32)
+        self._near_step = np.full(self.shape, np.nan, np.float32)     # near map's hazards per map cell
+        self._near_rough = np.full(self.shape, np.nan, np.float32)
         cost, cm = self._traversability(self._terrain_all())
         self._limits = dict(cm.limits)
         self._cost = cost.copy()
@@ -651,34 +684,45 @@ class NavExecutive:
         if abs(fo[0] - fc0) > 1e-6 or abs(fo[1] - fr0) > 1e-6:
             raise ValueError(f"near map origin {tuple(near.origin_xy_m)} is not on the map's lattice "
                              f"(origin {self.origin_xy_m}, cells {fcs:g} m)")
-        step = traversability(TerrainMap(h, fcs, tuple(near.origin_xy_m)), self.profile).step_m
-        step = np.where(np.isfinite(h), step, np.nan).astype(np.float32)
-        # pool the fine cells into map cells (largest step of each)
+        fine = traversability(TerrainMap(h, fcs, tuple(near.origin_xy_m)), self.profile)
+        known = np.isfinite(h)
         R0, C0 = fr0 // k, fc0 // k
         pt, pl = fr0 - R0 * k, fc0 - C0 * k
         Hc, Wc = -(-(pt + h.shape[0]) // k), -(-(pl + h.shape[1]) // k)
-        pad = np.full((Hc * k, Wc * k), np.nan, np.float32)
-        pad[pt:pt + h.shape[0], pl:pl + h.shape[1]] = step
-        pooled = np.fmax.reduce(np.fmax.reduce(pad.reshape(Hc, k, Wc, k), axis=3), axis=1)
         rows, cols = self.shape
         a0, a1, b0, b1 = max(R0, 0), min(R0 + Hc, rows), max(C0, 0), min(C0 + Wc, cols)
         if a0 >= a1 or b0 >= b1:
             return none
-        src = pooled[a0 - R0:a1 - R0, b0 - C0:b1 - C0]
-        got = np.isfinite(src)
-        if not got.any():
+        changed = False
+        for layer, store in ((fine.step_m, self._near_step), (fine.roughness_m, self._near_rough)):
+            # pool the fine cells into map cells (largest value of each)
+            pad = np.full((Hc * k, Wc * k), np.nan, np.float32)
+            pad[pt:pt + h.shape[0], pl:pl + h.shape[1]] = np.where(known, layer, np.nan)
+            pooled = np.fmax.reduce(np.fmax.reduce(pad.reshape(Hc, k, Wc, k), axis=3), axis=1)
+            src = pooled[a0 - R0:a1 - R0, b0 - C0:b1 - C0]
+            got = np.isfinite(src)
+            if got.any():
+                changed = True
+                with self._lock:
+                    store[a0:a1, b0:b1][got] = src[got]
+        if not changed:
             return none
-        with self._lock:
-            self._near_step[a0:a1, b0:b1][got] = src[got]
         return np.array([a0, a1 - 1], np.int64), np.array([b0, b1 - 1], np.int64)
 
-    def _with_near(self, cm, r0, c0, limit_m):
-        """``cm`` (a window at map cell ``(r0, c0)``) with the near map's steps over ``limit_m`` made lethal
-        and inflated by the rover radius, as :func:`nav.traversability` does a step hazard."""
+    def _with_near(self, cm, r0, c0, *, relaxed: bool):
+        """``cm`` (a window at map cell ``(r0, c0)``) with the near map's steps and roughness over the near
+        limits made lethal and inflated by the rover radius, as :func:`nav.traversability` does a hazard."""
         rr, cc = cm.cost.shape
+        step_lim, rough_lim = self._near_limits(relaxed=relaxed)
         fs = self._near_step[r0:r0 + rr, c0:c0 + cc]
         with np.errstate(invalid="ignore"):
-            haz = fs > np.float32(limit_m)
+            haz_step = fs > np.float32(step_lim)
+            if rough_lim is None:
+                fr, haz_rough = None, np.zeros_like(haz_step)
+            else:
+                fr = self._near_rough[r0:r0 + rr, c0:c0 + cc]
+                haz_rough = fr > np.float32(rough_lim)
+        haz = haz_step | haz_rough
         if not haz.any():
             return cm
         r2 = _radius2_cells(cm.limits["inflation_radius_m"], self.cell_size_m)    # traversability's disc
@@ -688,10 +732,15 @@ class NavExecutive:
         cost[near] = np.inf
         reason = cm.reason.copy()
         reason[near & ~haz & (reason == 0)] = LETHAL_INFLATED
-        reason[haz] |= LETHAL_STEP
+        reason[haz_step] |= LETHAL_STEP
+        reason[haz_rough] |= LETHAL_ROUGHNESS
         step = cm.step_m.copy()
-        step[haz] = np.fmax(step[haz], fs[haz])
-        return dataclasses.replace(cm, cost=cost, reason=reason, step_m=step)
+        step[haz_step] = np.fmax(step[haz_step], fs[haz_step])
+        rough = cm.roughness_m
+        if haz_rough.any():
+            rough = rough.copy()
+            rough[haz_rough] = np.fmax(rough[haz_rough], fr[haz_rough])
+        return dataclasses.replace(cm, cost=cost, reason=reason, step_m=step, roughness_m=rough)
 
     def _update_costs(self, rows_changed, cols_changed) -> int:
         """Recompute traversability around changed cells; queue the cells whose cost moved for D* Lite."""
@@ -745,11 +794,10 @@ class NavExecutive:
         charged ``margin_band_cost`` per cell on top of its cost at the profile's limits; the near map's
         step hazards are lethal in both."""
         lim_kw, band_cost = self._trav_lim_kw, self._band_cost
-        cm = self._with_near(traversability(terrain, self.profile, **self._trav_kw), r0, c0,
-                             self._near_limit(relaxed=False))
+        cm = self._with_near(traversability(terrain, self.profile, **self._trav_kw), r0, c0, relaxed=False)
         if lim_kw is None:
             return self._clearance(cm, cm.cost), cm
-        lim = self._with_near(traversability(terrain, self.profile, **lim_kw), r0, c0, self._near_limit(relaxed=True))
+        lim = self._with_near(traversability(terrain, self.profile, **lim_kw), r0, c0, relaxed=True)
         band = ~np.isfinite(cm.cost) & np.isfinite(lim.cost)
         cost = cm.cost.copy()
         cost[band] = lim.cost[band] + np.float32(band_cost)
@@ -764,18 +812,27 @@ class NavExecutive:
                               p.clearance_m, p.clearance_cost)
 
     def _relax_margins(self, why: str) -> None:
-        """Apply ``margin_fallback_cost``: the margin band becomes a cost and the whole map is re-assessed."""
+        """Apply ``margin_fallback_cost`` at the next step of ``margin_relax_keep``: the margin band up to
+        the relaxed limits becomes a cost and the whole map is re-assessed."""
+        p, hz = self.params, self.profile.hazards
+        keep = p.margin_relax_keep[self._relax_level]
         with self._lock:
             self._relaxed = True
-            self._band_cost = float(self.params.margin_fallback_cost)
+            self._relax_level += 1
+            self._keep = keep
+            self._band_cost = float(p.margin_fallback_cost)
+            f, fs = 1.0 - p.hazard_margin * keep, 1.0 - p.step_margin * keep
             self._trav_lim_kw = dict(unknown="penalty", inflation_radius_m=self._trav_kw["inflation_radius_m"])
+            if keep > 0:
+                self._trav_lim_kw.update(max_slope_deg=hz.max_slope_deg * f, max_step_m=hz.max_step_m * fs,
+                                         max_roughness_m=hz.max_roughness_m * f)
             self._cost_mode += 1
             self._dsl = None
         rows, cols = self.shape
         self._update_costs(np.array([0, rows - 1]), np.array([0, cols - 1]))
-        self.events.append((self._last_t, "margins_relaxed", {"why": why}))
-        log.info("executive: %s; planning again with the margin band as a cost (%g per cell)", why,
-                 self._band_cost)
+        self.events.append((self._last_t, "margins_relaxed", {"why": why, "keep": keep}))
+        log.info("executive: %s; planning again with %g of the margins kept, the band as a cost (%g per cell)",
+                 why, keep, self._band_cost)
 
     # ------------------------------------------------------------------ explanations
     def explain(self, rc) -> str:
@@ -790,20 +847,34 @@ class NavExecutive:
             return "inside a keep-out zone"
         cm = CostMap(terrain=self._geo, cost=self._cost, slope_deg=self._slope, step_m=self._step,
                      roughness_m=self._rough, reason=self._reason, limits=self._limits)
-        # a step only the near map has over its (lower) limit: "step 0.125 m > max_step_m 0.1275" would be
+        # a hazard only the near map has over its (lower) limit: "step 0.125 m > max_step_m 0.1275" would be
         # false, so name the near limit and the map it came from
         src = (r, c) if int(self._reason[r, c]) & ~LETHAL_INFLATED else (cm._nearest_source(r, c) or (None, None))[:2]
-        if src[0] is not None and int(self._reason[src]) & LETHAL_STEP:
-            near_lim = self._near_limit(relaxed=self._trav_lim_kw is not None)
-            if self._near_step[src] > np.float32(near_lim) and self._step[src] <= self._limits["max_step_m"]:
-                cm = dataclasses.replace(cm, limits=dict(self._limits, max_step_m=near_lim))
-                return cm.explain((r, c)) + " (the step of the 5 cm map of the ground close in)"
+        if src[0] is not None:
+            step_lim, rough_lim = self._near_limits(relaxed=self._trav_lim_kw is not None)
+            # the layers hold the larger of the two maps' values: the near map's when it is the one shown
+            limits, why, from_near = dict(self._limits), int(self._reason[src]), False
+            if why & LETHAL_STEP and self._near_step[src] > np.float32(step_lim) \
+                    and self._near_step[src] >= self._step[src]:
+                limits["max_step_m"], from_near = step_lim, True
+            if rough_lim is not None and why & LETHAL_ROUGHNESS and self._near_rough[src] > np.float32(rough_lim) \
+                    and self._near_rough[src] >= self._rough[src]:
+                limits["max_roughness_m"], from_near = rough_lim, True
+            if from_near:
+                cm = dataclasses.replace(cm, limits=limits)
+                return cm.explain((r, c)) + " (on the 5 cm map of the ground close in)"
         return cm.explain((r, c))
 
-    def _near_limit(self, *, relaxed: bool) -> float:
-        """Step beyond which the near map makes a cell lethal (the profile's own limit once relaxed)."""
-        m = self.profile.hazards.max_step_m
-        return m if relaxed else m * (1.0 - self.params.near_step_margin)
+    def _near_limits(self, *, relaxed: bool) -> tuple[float, float | None]:
+        """(step, roughness) beyond which the near map makes a cell lethal; ``relaxed``: at the relaxed limits
+        (the near margins times the fraction of ``margin_relax_keep`` in force); roughness ``None`` when the
+        near map does not judge it."""
+        hz, p = self.profile.hazards, self.params
+        keep = self._keep if relaxed else 1.0
+        step = hz.max_step_m * (1.0 - p.near_step_margin * keep)
+        if p.near_roughness_margin is None:
+            return step, None
+        return step, hz.max_roughness_m * (1.0 - p.near_roughness_margin * keep)
 
 
     # ------------------------------------------------------------------ control
@@ -1178,9 +1249,10 @@ class NavExecutive:
 
         With ``margin_fallback_cost`` set, a goal unreachable under the margins is tried once more with the
         margin band as a cost before it is given up."""
+        p = self.params
         res = self._global_plan_once(x, y, goal_i)
-        if res[2] and not self._relaxed and self._trav_lim_kw is None \
-                and self.params.margin_fallback_cost is not None:
+        while res[2] and p.margin_band_cost is None and p.margin_fallback_cost is not None \
+                and self._relax_level < len(p.margin_relax_keep):
             self._relax_margins(res[2])
             res = self._global_plan_once(x, y, goal_i)
         return res
@@ -1442,7 +1514,7 @@ class NavExecutive:
         out = {"plans": len(self.timings), "max_cross_track_m": self.max_cross_track_m,
                "local_failures": sum(1 for e in self.events if e[1] == "local_plan_failed"),
                "pauses": sum(1 for e in self.events if e[1] == "pause"),
-               "margins_relaxed": self._relaxed}
+               "margins_relaxed": self._relaxed, "margin_relaxations": self._relax_level}
         for key in ("merge_ms", "traversability_ms", "global_ms", "local_ms"):
             v = [t[key] for t in self.timings if key in t]
             out[f"{key}_median"] = float(np.median(v)) if v else None

@@ -9,8 +9,9 @@ One object wires the three perception stages the way a rover's navigation loop u
     vx, vy, wz = layout.forward(tm.wheel_speed_radps, tm.steer_rad)
     pipe.wheel_tick(tm.t_s, vx, vy, wz, tm.imu.gyro_radps, tm.imu.accel_mps2)
     # every ~0.15 m of travel (what VO needs), a map every ~0.5 m (what the planner needs):
-    out = pipe.frame(frame.t_s, frame.seq, frame.left, frame.right, grid=gmap, want_map=want_map)
+    out = pipe.frame(frame.t_s, frame.seq, frame.left, frame.right, grid=gmap, want_map=want_map, near=True)
     gmap.merge(out.local, stamp=odometer_m)          # out.local is None when no map was asked for
+    # out.near: the ground within 2.5 m on gmap's cells split 2 x 2, for NavExecutive.observe(..., near=...)
 
 * :class:`perception.vo.StereoVO` runs on *every* frame (tracking needs the overlap of closely spaced
   frames), seeded with the motion the filter predicts since the previous frame VO processed (wheels with
@@ -21,7 +22,9 @@ One object wires the three perception stages the way a rover's navigation loop u
   the pose with growing covariance while VO is down, and the first result after a dropout corrects the
   estimate by what it measures, never resets it.
 * :class:`perception.stereo_map.StereoMapper` builds the local height map from the *same* pair, placed at
-  the filter's estimate of the left camera after the VO update, with the filter's roll/pitch uncertainty.
+  the filter's estimate of the left camera after the VO update, with the filter's roll/pitch uncertainty;
+  with ``near=True`` also the finer near map of the ground close in
+  (:meth:`~perception.stereo_map.StereoMapper.near_map`) from the same disparity and points.
 
 Frames arriving late (their time behind the filter's, e.g. a camera read after the telemetry tick it
 belongs to) are accepted: the filter keeps their pose at its current time and VO's times are mapped to
@@ -122,8 +125,11 @@ class PipelineFrame:
     attitude_sigma_rad : 1-sigma roll/pitch uncertainty used for the map (largest of the two).
     correction_m : how far the VO update moved the position estimate (0 when not applied).
     local : LocalHeightMap of the pair, or None when no map was asked for.
-    times_s : seconds spent per stage: ``"vo"``, ``"ekf"``, ``"map"``.
+    times_s : seconds spent per stage: ``"vo"``, ``"ekf"``, ``"map"`` (the near map's time included).
     late_s : how far the frame's time was behind the filter's (0 when on time).
+    near : LocalHeightMap of the ground close in (:meth:`perception.stereo_map.StereoMapper.near_map`: points
+        within 2.5 m, cells of ``grid`` split 2 x 2), or None when it was not asked for (``frame(near=True)``
+        with a map).
     """
     t_s: float
     seq: int
@@ -137,6 +143,7 @@ class PipelineFrame:
     local: LocalHeightMap | None = None
     times_s: dict = field(default_factory=dict)
     late_s: float = 0.0
+    near: LocalHeightMap | None = None
 
     @property
     def vo_ok(self) -> bool:
@@ -279,7 +286,7 @@ class StereoNavPipeline:
         return upd
 
     def frame(self, t_s: float, seq: int, left, right, *, grid=None, want_map: bool = True,
-              run_vo: bool = True) -> PipelineFrame:
+              run_vo: bool = True, near: bool = False) -> PipelineFrame:
         """Process one rectified stereo pair captured at ``t_s``.
 
         Parameters
@@ -300,6 +307,10 @@ class StereoNavPipeline:
         run_vo : bool
             ``False``: skip VO on this frame (a VO outage; the filter is told nothing, the frame is still
             mapped at the filter's estimate).
+        near : bool
+            With ``want_map``, also build the near map of the pair (``PipelineFrame.near``:
+            :meth:`perception.stereo_map.StereoMapper.map_pair_near`, the disparity computed once); its time
+            counts in the ``"map"`` stage. Without ``want_map`` no map is built and ``near`` is ignored.
 
         Returns
         -------
@@ -314,6 +325,8 @@ class StereoNavPipeline:
                 raise ValueError(f"{name} must be a 2-D uint8 grey image, got {desc}")
         if left.shape != right.shape:
             raise ValueError(f"left {left.shape} and right {right.shape} images differ in shape")
+        if not isinstance(near, (bool, np.bool_)):
+            raise TypeError(f"near = {near!r}: must be True or False")
         if not t_s > self._t_frame_last:
             raise ValueError(f"t_s = {t_s!r}: frame times must increase (previous frame at {self._t_frame_last!r})")
         self._t_frame_last = t_s
@@ -364,16 +377,19 @@ class StereoNavPipeline:
         self._count(res, upd, corr)
         att = self.attitude_sigma_rad()
         # --- the local height map of the same pair, at the updated estimate
-        local = None
+        local = near_map = None
         times = {"vo": t_vo_s, "ekf": t_ekf_s}
         if want_map:
             t3 = time.perf_counter()
-            local = self.mapper.map_pair(left, right, T_wc, grid=grid, attitude_sigma_rad=att)
+            if near:
+                local, near_map = self.mapper.map_pair_near(left, right, T_wc, grid=grid, attitude_sigma_rad=att)
+            else:
+                local = self.mapper.map_pair(left, right, T_wc, grid=grid, attitude_sigma_rad=att)
             times["map"] = time.perf_counter() - t3
             self._timers["map"].add(times["map"])
             self._maps += 1
         return PipelineFrame(t_s, int(seq), res, upd, T_wb, T_wc, ekf.pose_cov, att, corr, local, times,
-                             late if late > tol else 0.0)
+                             late if late > tol else 0.0, near_map)
 
     def map_pair(self, left, right, T_world_cam=None, *, grid=None,
                  attitude_sigma_rad: float | None = None) -> LocalHeightMap:
@@ -386,6 +402,19 @@ class StereoNavPipeline:
         self._timers["map"].add(time.perf_counter() - t0)
         self._maps += 1
         return local
+
+    def map_pair_near(self, left, right, T_world_cam=None, *, grid=None,
+                      attitude_sigma_rad: float | None = None) -> tuple[LocalHeightMap, LocalHeightMap]:
+        """:meth:`map_pair` and the near map of the same pair at the same pose, ``(local, near)``
+        (:meth:`perception.stereo_map.StereoMapper.map_pair_near`: points within 2.5 m, cells of ``grid`` split
+        2 x 2; the disparity computed once). Both count as one map in ``stats()``, their time in ``"map"``."""
+        T = self.T_world_cam if T_world_cam is None else T_world_cam
+        att = self.attitude_sigma_rad() if attitude_sigma_rad is None else attitude_sigma_rad
+        t0 = time.perf_counter()
+        local, near = self.mapper.map_pair_near(left, right, T, grid=grid, attitude_sigma_rad=att)
+        self._timers["map"].add(time.perf_counter() - t0)
+        self._maps += 1
+        return local, near
 
     # ------------------------------------------------------------------ internals
     def _remap(self, res, t_ekf: float):

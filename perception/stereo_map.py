@@ -12,7 +12,9 @@ The pipeline, one stereo pair at a time::
     cost = nav.traversability(gmap.terrain_map(), rover)
 
 ``T_world_cam`` is the *estimated* pose of the left camera (OpenCV axes: x right, y down,
-z forward), ``T_world_body @ T_body_left``.
+z forward), ``T_world_body @ T_body_left``. :meth:`StereoMapper.map_pair` does the first three
+steps in one call; :meth:`StereoMapper.map_pair_near` also returns the finer near map of the
+ground close in (:meth:`StereoMapper.near_map`) from the same points, matching the pair once.
 
 Error model
 -----------
@@ -775,7 +777,7 @@ class StereoMapper:
         small rock's face with its foot, so its step reads a quarter low, while 5 cm cells seen from
         1-2.5 m (3-20 points each from the fast perception's 240 px sensor, more from a full camera;
         height σ under a centimetre) keep most of it. The navigation executive
-        checks steps on this map (``NavExecutive.observe(..., near=...)``).
+        checks steps and roughness on this map (``NavExecutive.observe(..., near=...)``).
         """
         if not isinstance(points, StereoPoints):
             raise TypeError(f"points must be StereoPoints, got {type(points).__name__}")
@@ -794,6 +796,47 @@ class StereoMapper:
         """:meth:`disparity`, :meth:`points` and :meth:`local_map` in one call."""
         pts = self.points(self.disparity(left, right))
         return self.local_map(pts, T_world_cam, grid=grid, attitude_sigma_rad=attitude_sigma_rad)
+
+    def map_pair_near(self, left, right, T_world_cam, *, grid=None, attitude_sigma_rad: float = 0.0,
+                      subdivide: int = 2, near_range_m: float = 2.5) -> tuple[LocalHeightMap, LocalHeightMap]:
+        """The local map and the near map of one pair, matching and triangulating it once.
+
+        ``(local, near)`` are exactly ``map_pair(left, right, T_world_cam, grid=grid,
+        attitude_sigma_rad=...)`` and ``near_map(points(disparity(left, right)), T_world_cam, grid=grid,
+        subdivide=subdivide, max_range_m=near_range_m, attitude_sigma_rad=...)``; the disparity (the
+        dominant cost) is computed once.
+
+        Parameters
+        ----------
+        left, right : (h, w) uint8
+            Rectified grey images.
+        T_world_cam : (4, 4) array
+            Estimated pose of the left camera in the world.
+        grid : GlobalMap or nav.TerrainMap, optional
+            The lattice of both maps (the near map's cells split ``subdivide`` x ``subdivide``).
+        attitude_sigma_rad : float
+            As in :meth:`local_map`.
+        subdivide : int
+            Near-map cells per map cell along each axis (2: 5 cm cells on a 10 cm map).
+        near_range_m : float
+            Distance from the left optical centre within which points go into the near map (metres).
+
+        Returns
+        -------
+        (LocalHeightMap, LocalHeightMap)
+            ``(local, near)``.
+        """
+        # the cheap checks first: a bad argument should not cost a block matching
+        _check_pose(T_world_cam, "T_world_cam")
+        _grid_of(grid, self.params.cell_size_m)
+        _number("map_pair_near", "attitude_sigma_rad", attitude_sigma_rad, ge=0)
+        _number("map_pair_near", "subdivide", subdivide, ge=1, integer=True)
+        _number("map_pair_near", "near_range_m", near_range_m, gt=0)
+        pts = self.points(self.disparity(left, right))
+        local = self.local_map(pts, T_world_cam, grid=grid, attitude_sigma_rad=attitude_sigma_rad)
+        near = self.near_map(pts, T_world_cam, grid=grid, subdivide=subdivide, max_range_m=near_range_m,
+                             attitude_sigma_rad=attitude_sigma_rad)
+        return local, near
 
 
 # ============================================================================ the global map

@@ -14,7 +14,7 @@ import pytest
 
 from drivers.camera import StereoCamera
 from drivers.kinematics import WheelLayout
-from hil.perception_rendered import BLACKOUT_MODES, FaultyCamera, RenderedPerception
+from hil.perception_rendered import BLACKOUT_MODES, FaultyCamera, RecordingCamera, RenderedPerception
 from hil.traverse import Observation
 from nav.config import load_rover
 from perception.stereo_map import GlobalMap, LocalHeightMap
@@ -143,6 +143,76 @@ def test_observations_are_local_maps_of_the_true_terrain(nominal):
     e = np.abs(gmap.height_m[rr, cc] - truth.elevation_m[rr, cc])[near]
     assert e.size > 3000
     assert np.median(e) < 0.04 and np.mean(e < 0.15) > 0.9, (np.median(e), e.size)
+
+
+def test_observations_carry_the_near_map_of_the_ground_close_in(nominal):
+    """Every observation has a near map (the default) on the executive map's lattice with its cells split 2 x 2,
+    whose known cells all lie within 2.5 m (plus half a cell's diagonal) of the camera the points were placed
+    from, reaching out most of that range, and whose heights are the true terrain's."""
+    rows, obs, per, world, gmap = nominal
+    cs = gmap.cell_size_m / 2
+    errs = []
+    for _, ob in obs:
+        near = ob.near
+        assert isinstance(near, LocalHeightMap) and near.cell_size_m == pytest.approx(cs)
+        off = (np.asarray(near.origin_xy_m) - gmap.origin_xy_m) / cs
+        np.testing.assert_allclose(off, np.round(off), atol=1e-6)
+        assert near.n_known > 200 and 0 < near.n_points < ob.n_points
+        rr, cc = np.nonzero(near.known)
+        xy = near.terrain_map().cell_to_world(np.stack([rr, cc], axis=1))
+        d = np.hypot(*(xy - ob.T_world_cam_est[:2, 3]).T)
+        assert d.max() <= 2.5 + cs * math.sqrt(0.5) + 1e-9 and d.max() > 2.0, d.max()
+        errs.append(near.height_m[rr, cc] - world.terrain.height_at(xy))
+    e = np.abs(np.concatenate(errs))
+    e = e[np.isfinite(e)]
+    assert e.size > 5000 and np.median(e) < 0.03 and np.mean(e < 0.10) > 0.95, (np.median(e), np.mean(e < 0.10))
+
+
+def test_near_map_is_of_the_observed_pair_at_its_pose_and_can_be_switched_off():
+    """The near map equals the mapper's of the pair observe used (recorded off the camera) at the returned pose,
+    both when observe reuses the frame of its tick and when it captures one; ``near=False`` gives None, and so
+    does a replay configuration recorded before the option existed."""
+    world = _world()
+    rover = SimRover(world, PROFILE, x_m=START[0], y_m=START[1])
+    gmap = GlobalMap.like(world.terrain.resampled(0.1))
+    seen = []
+    with rover:
+        rover.arm()
+        tm = rover.read_telemetry()
+        per = RenderedPerception(RecordingCamera(rover.stereo_camera(), lambda fr, err: seen.append(fr)), PROFILE,
+                                 planet="mars")
+        per.start(tm.t_s, _truth_T(rover.truth()))
+        # (the attitude sigma of the map is the filter's at the frame: nothing moves it before observe returns)
+        got = [(per.observe(tm.t_s, gmap), per.pipeline.attitude_sigma_rad())]     # reuses the start frame
+        world.clock.sleep(0.1)
+        tm = rover.read_telemetry()
+        per.on_telemetry(tm, 0.0, 0.0, 0.0)                     # standing: no frame due
+        n = len(seen)
+        got.append((per.observe(tm.t_s, gmap), per.pipeline.attitude_sigma_rad()))  # captures one
+        assert len(seen) == n + 1
+        m = per.pipeline.mapper
+        for (ob, att), fr in zip(got, (seen[0], seen[-1])):
+            assert ob is not None and ob.t_s == fr.t_s and ob.near
+            pts = m.points(m.disparity(fr.left, fr.right))
+            ref = m.near_map(pts, ob.T_world_cam_est, grid=gmap, attitude_sigma_rad=att)
+            assert ob.near.origin_xy_m == ref.origin_xy_m and ob.near.cell_size_m == ref.cell_size_m
+            np.testing.assert_array_equal(ob.near.height_m, ref.height_m)
+            np.testing.assert_array_equal(ob.near.count, ref.count)
+            np.testing.assert_array_equal(ob.local.height_m, m.local_map(pts, ob.T_world_cam_est, grid=gmap,
+                                                                         attitude_sigma_rad=att).height_m)
+        assert per.replay_config()["near"] is True
+        off = RenderedPerception(rover.stereo_camera(), PROFILE, planet="mars", near=False)
+        off.start(tm.t_s, _truth_T(rover.truth()))
+        ob = off.observe(tm.t_s, gmap)
+        assert ob is not None and ob.local and ob.near is None
+        world.clock.sleep(0.1)
+        ob = off.observe(rover.read_telemetry().t_s, gmap)
+        assert ob is not None and ob.local and ob.near is None
+    cfg = off.replay_config()
+    assert cfg["near"] is False
+    assert RenderedPerception.from_replay_config(rover.stereo_camera(), PROFILE, {**cfg, "near": True}).near
+    del cfg["near"]                     # a log from before the option: its rendered perception made no near maps
+    assert RenderedPerception.from_replay_config(rover.stereo_camera(), PROFILE, cfg).near is False
 
 
 def test_camera_blackout_and_vo_dropout_are_bridged_without_a_jump():

@@ -89,6 +89,13 @@ def test_unmodified_rendered_replay_reruns_vo_and_is_identical(rendered_log):
     ps = rep.perception_stats
     assert ps["perception"] == "rendered" and ps["vo_frames"] > 10 and ps["vo_ok"] > 5   # VO really ran
     assert ps["captures"] > ps["vo_ok"]             # the black frames were served too
+    # the rendered perception made near maps (its default): the replay re-made them from the recorded pairs
+    from hil.mcaplog import McapReader
+    from hil.replay import _dec
+
+    with McapReader(rendered_log) as r:
+        setup = next(iter(r.messages("/replay/setup", raw=True))).msg
+    assert _dec(setup["perception_config"])["near"] is True
 
 
 def test_rendered_log_holds_the_replay_channels_and_viewable_images(rendered_log):

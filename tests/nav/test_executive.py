@@ -314,19 +314,27 @@ def test_the_band_is_avoided_when_a_clear_route_exists_and_beyond_the_limit_stay
 
 
 def test_the_fallback_relaxes_the_margins_only_when_the_goal_is_otherwise_unreachable():
-    """margin_fallback_cost: a 0.14 m sill across the whole map (over the margin, within the limit) is
-    crossed after one ``margins_relaxed`` event, without entering a lethal cell of the truth; a sill with
-    a gap is driven round through the gap without relaxing; a 0.2 m sill (over the profile's own limit)
-    stays unreachable after relaxing, and the reason names the profile's limit, not the margin's."""
+    """margin_fallback_cost: a sill across the whole map (over the margin, within the limit) is crossed after
+    relaxing only as far as it needs (``margin_relax_keep`` (0.5, 0): a 0.135 m sill with half the step
+    margin kept, 0.13875 m; a 0.14 m one at the profile's limit), without entering a lethal cell of the
+    truth; a sill with a gap is driven round through the gap without relaxing; a 0.2 m sill (over the
+    profile's own limit) stays unreachable after relaxing, and the reason names the profile's limit, not
+    the margin's."""
     fb = ExecParams(margin_fallback_cost=30.0)
-    z = _flat()
-    z[:, 80:] += 0.14
-    ex, traj, _ = _drive(z, (2.0, 5.0, 0.0), [(14.0, 5.0, 0.3)], params=fb)
-    assert ex.outcome == "reached", ex.reason
-    assert _lethal_entries(z, traj) == 0
-    relaxed = [e for e in ex.events if e[1] == "margins_relaxed"]
-    assert len(relaxed) == 1 and "max_step_m 0.1275" in relaxed[0][2]["why"]
-    assert ex.summary()["margins_relaxed"] is True
+    for sill, whys in ((0.135, ["max_step_m 0.1275"]), (0.14, ["max_step_m 0.1275", "max_step_m 0.13875"])):
+        z = _flat()
+        z[:, 80:] += sill
+        ex, traj, _ = _drive(z, (2.0, 5.0, 0.0), [(14.0, 5.0, 0.3)], params=fb)
+        assert ex.outcome == "reached", ex.reason
+        assert _lethal_entries(z, traj) == 0
+        relaxed = [e for e in ex.events if e[1] == "margins_relaxed"]
+        assert [e[2]["keep"] for e in relaxed] == [0.5, 0.0][:len(whys)]
+        assert len(relaxed) == len(whys) and all(w in e[2]["why"] for w, e in zip(whys, relaxed)), relaxed
+        assert ex.summary()["margins_relaxed"] is True and ex.summary()["margin_relaxations"] == len(whys)
+    # relaxing straight to the profile's limits, as before margin_relax_keep
+    ex, traj, _ = _drive(z, (2.0, 5.0, 0.0), [(14.0, 5.0, 0.3)],
+                         params=ExecParams(margin_fallback_cost=30.0, margin_relax_keep=(0.0,)))
+    assert ex.outcome == "reached" and ex.summary()["margin_relaxations"] == 1, ex.reason
 
     z = _flat()
     z[:70, 80:83] += 0.14                    # the same sill with a 3 m gap: no need to relax
@@ -349,6 +357,10 @@ def test_margin_band_cost_is_validated():
         for name in ("margin_band_cost", "margin_fallback_cost"):
             with pytest.raises(ValueError, match=name):
                 ExecParams(**{name: bad})
+    for bad in ((), (0.5, 0.5), (0.0, 0.5), (1.0,), (-0.1,), ("half",), (True,), 0.5, None):
+        with pytest.raises(ValueError, match="margin_relax_keep"):
+            ExecParams(margin_relax_keep=bad)
+    assert ExecParams(margin_relax_keep=[0.75, 0.25, 0]).margin_relax_keep == (0.75, 0.25, 0.0)
 
 
 # ----------------------------------------------------------------------------- the arc guard
@@ -525,3 +537,45 @@ def test_the_near_map_must_sit_on_the_maps_lattice():
         ex.observe(Local(coarse, CS, (0.0, 0.0)), t_s=0.0, near=Local(fine, 0.05, (0.02, 0.0)))
     with pytest.raises(ValueError, match="near_step_margin"):
         ExecParams(near_step_margin=0.6)
+
+
+def test_roughness_the_planning_cells_average_away_is_lethal_from_the_near_map():
+    """Bumps of +-0.048 m alternating on 5 cm cells over a 1 m patch: each 10 cm cell averages them to flat
+    (no roughness on the planning map), the near map's footprint plane fit keeps 0.048 m of RMS residual,
+    over the near limit 0.92 x 0.05 m (``near_roughness_margin=0.08``) and under the profile's 0.05 m.
+    Exactly the map cells within the rover radius (brute force) of a map cell whose 5 cm cells are over the
+    limit are lethal; the explanation names the near limit and the map; without near roughness (None, the
+    default) or once the margins relax to the profile's limits, nothing is lethal."""
+    a = 0.048
+    fine = np.zeros((80, 80), np.float32)
+    rr, cc = np.mgrid[30:50, 30:50]
+    fine[30:50, 30:50] = np.where((rr + cc) % 2 == 0, a, -a)
+    coarse = fine.reshape(40, 2, 40, 2).mean(axis=(1, 3))
+    assert np.abs(coarse).max() < 1e-6
+    grid = nav.TerrainMap(np.full((50, 50), np.nan, np.float32), CS)
+
+    def lethal(params, relax=False):
+        ex = NavExecutive(PROFILE, grid, [(4.5, 4.5, 0.3)], params=params)
+        if relax:
+            ex._relax_margins("test")
+        ex.observe(Local(coarse, CS, (0.0, 0.0)), t_s=0.0, near=Local(fine, 0.05, (0.0, 0.0)))
+        return ex, ~np.isfinite(ex.costmap().cost[:40, :40])
+
+    on = ExecParams(near_roughness_margin=0.08)
+    ex, got = lethal(on)
+    rough = nav.traversability(nav.TerrainMap(fine, 0.05), PROFILE).roughness_m
+    assert 0.047 < np.nanmax(rough) < 0.05                       # the fine map's own reading of the patch
+    src = np.nanmax(rough.reshape(40, 2, 40, 2), axis=(1, 3)) > 0.05 * (1 - on.near_roughness_margin)
+    r2 = int(math.floor((PROFILE.inflation_radius_m + ExecParams().inflation_margin_m) ** 2 / CS ** 2 + 1e-6))
+    want = np.zeros((40, 40), bool)
+    gr, gc = np.mgrid[0:40, 0:40]
+    for r, c in zip(*np.nonzero(src)):
+        want |= (gr - r) ** 2 + (gc - c) ** 2 <= r2
+    assert src.sum() >= 16
+    np.testing.assert_array_equal(got, want)
+    why = ex.explain((20, 20))
+    assert "roughness" in why and "0.046" in why and "5 cm map" in why, why
+    assert not lethal(ExecParams())[1].any()
+    assert not lethal(ExecParams(near_roughness_margin=0.08, margin_relax_keep=(0.0,)), relax=True)[1].any()
+    with pytest.raises(ValueError, match="near_roughness_margin"):
+        ExecParams(near_roughness_margin=0.5)

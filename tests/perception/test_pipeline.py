@@ -264,6 +264,51 @@ def test_frame_and_constructor_inputs_are_validated(traverse):
         T_body_left(object())
 
 
+def _same_map(a: LocalHeightMap, b: LocalHeightMap):
+    assert a.shape == b.shape and a.origin_xy_m == b.origin_xy_m and a.cell_size_m == b.cell_size_m
+    for x, y in ((a.height_m, b.height_m), (a.var_m2, b.var_m2), (a.count, b.count)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_near_map_only_when_asked_and_of_the_same_pair_at_the_frames_pose(traverse):
+    """``frame(near=True)`` (with a map) fills ``PipelineFrame.near`` with the mapper's near map of the same pair
+    at the frame's estimated pose and attitude sigma, next to the unchanged local map; otherwise it is None.
+    ``map_pair_near`` gives both maps of a pair; each call is one map in the stats and the ``map`` timer."""
+    rec = traverse
+    f0 = rec.frames[0]
+    grid = GlobalMap.like(rec.world.terrain.resampled(0.1))
+    p = StereoNavPipeline(f0.K, f0.baseline_m, f0.T_body_left, ekf_params=MARS_EKF,
+                          T_world_body0=ref.truth_T(rec.truth[0]), cov0=COV0, t0_s=rec.telemetry[0].t_s)
+    out = p.frame(f0.t_s, f0.seq, f0.left, f0.right, grid=grid)
+    assert out.local and out.near is None                                   # not asked for
+    f1, f2 = rec.frames[1], rec.frames[2]
+    out = p.frame(f1.t_s, f1.seq, f1.left, f1.right, grid=grid, want_map=False, near=True)
+    assert out.local is None and out.near is None                           # no map, no near map
+    out = p.frame(f2.t_s, f2.seq, f2.left, f2.right, grid=grid, near=True)
+    assert "map" in out.times_s and out.near and out.near.cell_size_m == pytest.approx(0.05)
+    m, T, att = p.mapper, out.T_world_cam, out.attitude_sigma_rad
+    _same_map(out.local, m.map_pair(f2.left, f2.right, T, grid=grid, attitude_sigma_rad=att))
+    _same_map(out.near, m.near_map(m.points(m.disparity(f2.left, f2.right)), T, grid=grid, attitude_sigma_rad=att))
+    st = p.stats()
+    assert st["maps"] == 2 and st["time_ms"]["map"]["count"] == 2
+    local, near = p.map_pair_near(f2.left, f2.right, T, grid=grid, attitude_sigma_rad=att)
+    _same_map(local, out.local)
+    _same_map(near, out.near)
+    st = p.stats()
+    assert st["maps"] == 3 and st["time_ms"]["map"]["count"] == 3
+    # defaults: the current estimate and its attitude sigma, as map_pair
+    local, near = p.map_pair_near(f2.left, f2.right, grid=grid)
+    _same_map(local, p.map_pair(f2.left, f2.right, grid=grid))
+    # PipelineFrame still builds positionally; near defaults to None
+    pf = PipelineFrame(out.t_s, out.seq, out.vo, out.update, out.T_world_body, out.T_world_cam, out.pose_cov,
+                       out.attitude_sigma_rad, out.correction_m, out.local, out.times_s, out.late_s)
+    assert pf.near is None and pf.local is out.local
+    f3 = rec.frames[3]
+    with pytest.raises(TypeError, match="near = 'yes': must be True or False"):
+        p.frame(f3.t_s, f3.seq, f3.left, f3.right, near="yes")
+    assert p.stats()["frames"] == 3                                         # rejected before it counted
+
+
 def test_nominal_mount_matches_the_simulator_and_from_camera():
     from sim.frames import T_body_cam
 

@@ -729,3 +729,61 @@ def test_near_map_bad_arguments():
         mapper.near_map(pts, np.eye(4), max_range_m=0.0)
     with pytest.raises(TypeError, match="StereoPoints"):
         mapper.near_map(np.zeros((1, 3)), np.eye(4))
+
+
+def _same_map(a: LocalHeightMap, b: LocalHeightMap):
+    assert a.shape == b.shape and a.origin_xy_m == b.origin_xy_m and a.cell_size_m == b.cell_size_m
+    np.testing.assert_array_equal(a.height_m, b.height_m)
+    np.testing.assert_array_equal(a.var_m2, b.var_m2)
+    np.testing.assert_array_equal(a.count, b.count)
+    assert a.n_points == b.n_points
+
+
+def test_map_pair_near_is_map_pair_and_near_map_of_one_disparity(mars):
+    """(local, near) of map_pair_near are exactly map_pair's local map and near_map of the pair's points, with
+    the same grid, pose and attitude sigma; the pair is matched once."""
+    w, frames = mars
+    m = StereoMapper.from_camera(CAM)
+    g = GlobalMap.like(_truth_grid(w.terrain))
+    calls = []
+    disparity = m.disparity
+
+    def counted(left, right):
+        calls.append(1)
+        return disparity(left, right)
+
+    for fr, kw in ((frames[0], {}), (frames[1], dict(subdivide=3, near_range_m=1.8, attitude_sigma_rad=0.02))):
+        att = kw.get("attitude_sigma_rad", 0.0)
+        m.disparity = counted
+        local, near = m.map_pair_near(fr.left, fr.right, fr.T_world_left, grid=g, **kw)
+        assert len(calls) == 1
+        del m.disparity
+        calls.clear()
+        _same_map(local, m.map_pair(fr.left, fr.right, fr.T_world_left, grid=g, attitude_sigma_rad=att))
+        ref = m.near_map(m.points(m.disparity(fr.left, fr.right)), fr.T_world_left, grid=g,
+                         subdivide=kw.get("subdivide", 2), max_range_m=kw.get("near_range_m", 2.5),
+                         attitude_sigma_rad=att)
+        _same_map(near, ref)
+        assert near.cell_size_m == pytest.approx(CELL_M / kw.get("subdivide", 2)) and near.n_known > 100
+        assert near.n_points < local.n_points
+
+
+def test_map_pair_near_bad_arguments_raise_before_matching(mars):
+    _, frames = mars
+    fr = frames[0]
+    m = StereoMapper.from_camera(CAM)
+    m.disparity = lambda left, right: pytest.fail("matched a pair despite a bad argument")
+    T = fr.T_world_left
+    for kw, err, msg in ((dict(subdivide=0), ValueError, "map_pair_near.subdivide = 0: must be >= 1"),
+                         (dict(subdivide=1.5), ValueError, "subdivide = 1.5: must be an integer"),
+                         (dict(near_range_m=0.0), ValueError, "near_range_m = 0.0: must be > 0"),
+                         (dict(near_range_m="far"), ValueError, "near_range_m = 'far'"),
+                         (dict(attitude_sigma_rad=-0.1), ValueError, "attitude_sigma_rad = -0.1: must be >= 0"),
+                         (dict(grid=0.1), TypeError, "grid must be"),
+                         (dict(T_world_cam=np.eye(3)), ValueError, "T_world_cam must be a 4x4")):
+        kw = {"T_world_cam": T, **kw}
+        with pytest.raises(err, match=msg):
+            m.map_pair_near(fr.left, fr.right, **kw)
+    del m.disparity
+    with pytest.raises(ValueError, match="left must be a 2-D uint8"):
+        m.map_pair_near(fr.left.astype(np.float32), fr.right, T)
