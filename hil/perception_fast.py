@@ -89,7 +89,7 @@ class FastPerception:
         view = self.sensor.capture(self._true_T(), t_s)
         pts = view.points_cam
         # the sensor's sigma is along the ray; the mapper's model wants the depth (z) variance
-        rng = np.linalg.norm(pts, axis=1)
+        rng = _row_norm(pts)
         with np.errstate(divide="ignore", invalid="ignore"):
             sz = np.where(rng > 0, view.sigma_m * np.abs(pts[:, 2]) / rng, view.sigma_m)
         T_wc = self._T_est @ self.T_body_cam
@@ -119,3 +119,9 @@ class FastPerception:
 
         s = self.rover.truth()
         return T_world_body(s.x_m, s.y_m, s.z_m, s.yaw_rad, s.pitch_rad, s.roll_rad)
+
+
+def _row_norm(p) -> np.ndarray:
+    """``np.linalg.norm(p, axis=1)`` of an (N, 3) array, bit for bit (the same sums in the same order),
+    without the strided three-element reductions that made it a few percent of a campaign."""
+    return np.sqrt(p[:, 0] * p[:, 0] + p[:, 1] * p[:, 1] + p[:, 2] * p[:, 2])

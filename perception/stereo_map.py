@@ -786,7 +786,7 @@ class StereoMapper:
         cs, origin = _grid_of(grid, self.params.cell_size_m)
         p = np.asarray(points.xyz_cam_m, dtype=np.float64)
         with np.errstate(invalid="ignore"):
-            keep = np.linalg.norm(p, axis=1) <= rng_max
+            keep = np.sqrt(p[:, 0] * p[:, 0] + p[:, 1] * p[:, 1] + p[:, 2] * p[:, 2]) <= rng_max   # = norm, faster
         near = StereoPoints(np.ascontiguousarray(p[keep]),
                             np.ascontiguousarray(np.asarray(points.var_depth_m2, dtype=np.float64)[keep]))
         lattice = TerrainMap(np.full((1, 1), np.nan, np.float32), cs / sub, origin)

@@ -99,6 +99,7 @@ class FastDepthSensor:
         K = self.low.K
         u, v = np.meshgrid(np.arange(width_px, dtype=np.float64), np.arange(h, dtype=np.float64))
         self._rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], axis=-1)
+        self._ray_len = np.linalg.norm(self._rays, axis=-1)      # range per unit depth, fixed per pixel
 
     def capture(self, T_world_body, t_s: float = 0.0) -> DepthView:
         """The points seen from body pose ``T_world_body`` (4x4, the true pose)."""
@@ -106,9 +107,9 @@ class FastDepthSensor:
         depth = render_depth(self.world, self.low, T_wc)
         z = depth.astype(np.float64)
         rays = self._rays
-        rng_m = z * np.linalg.norm(rays, axis=-1)
+        rng_m = z * self._ray_len
         sigma_z = z * z * self.disparity_sigma_px / self._fb
-        sigma_ray = sigma_z * np.linalg.norm(rays, axis=-1)
+        sigma_ray = sigma_z * self._ray_len
         ok = np.isfinite(z) & (rng_m <= self.max_range_m) & (sigma_ray <= self.max_sigma_m)
         z, sz, r, sigma_ray = z[ok], sigma_z[ok], rays[ok], sigma_ray[ok]
         zn = z + sz * self._rng.standard_normal(z.shape)     # stereo error is along the ray: scale the ray

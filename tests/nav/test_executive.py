@@ -521,6 +521,23 @@ def test_a_rock_the_planning_cells_average_away_is_lethal_from_the_near_map():
     for rc in ((20, 20), (20, 22)):                                      # the hazard and an inflated cell
         why = ex2.explain(rc)
         assert "0.12" in why and "0.1275" not in why and "5 cm map" in why, why
+    # the near limit relaxes with the margins: half of them kept (margin_relax_keep's first step) it is
+    # 0.135 m, so the 0.14 m rock stays lethal and a 0.13 m one is in the band (a cost); at the profile's own
+    # 0.15 m (the second step) the 0.14 m rock is in the band too
+    for h, lethal1 in ((0.13, False), (0.14, True)):
+        ex3 = NavExecutive(PROFILE, grid, [(4.5, 4.5, 0.3)])
+        fine4, coarse4 = _rock_maps(h)
+        ex3._relax_margins("test")
+        ex3.observe(Local(coarse4, CS, (0.0, 0.0)), t_s=0.0, near=Local(fine4, 0.05, (0.0, 0.0)))
+        cost = ex3.costmap().cost
+        assert np.isfinite(cost[20, 20]) != lethal1
+        if lethal1:
+            why = ex3.explain((20, 20))
+            assert "0.135" in why and "5 cm map" in why, why
+        else:
+            assert cost[20, 20] >= ExecParams().margin_fallback_cost
+    ex3._relax_margins("again")                        # the 0.14 m rock; re-assesses the whole map
+    assert np.isfinite(ex3.costmap().cost[:40, :40]).all()
     # a 0.12 m rock is within the near limit: nothing lethal; a later view of the cell replaces the earlier
     fine2, _ = _rock_maps(0.12)
     ex.observe(Local(coarse, CS, (0.0, 0.0)), t_s=1.0, near=Local(fine2, 0.05, (0.0, 0.0)))
