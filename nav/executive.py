@@ -145,7 +145,9 @@ class ExecParams:
         unreachable, and so on (``margins_relaxed`` events carry ``keep``). Default ``(0.5, 0.0)``: half
         the margins first, the profile's own limits only when that is not enough either, so a passage just
         over the margins is driven with half of them still kept. ``(0.0,)`` relaxes to the profile's limits
-        at once.
+        at once. Measured on the mars_50m campaign (200 runs): 8 draws relax; 7 of them reached safely
+        against 6 relaxing at once (195/200 overall against 194/200); ``(0.75, 0.5, 0.25, 0.0)`` 6 (two no
+        longer arrived).
     lookahead_m, speed_mps : float, optional
         Pure pursuit's lookahead and cruise speed (defaults 0.35 m and the profile's maximum).
     footprint_fill_m : float, optional
