@@ -132,7 +132,8 @@ class ExecParams:
         off by default, safety first.
     margin_fallback_cost : float or None
         When the goal is unreachable with the margin band lethal, relax (by the steps of
-        ``margin_relax_keep``): from then on the band costs this much extra per cell (as ``margin_band_cost`` would), the whole map is re-assessed and the
+        ``margin_relax_keep``): from then on the band costs this much extra per cell (as
+        ``margin_band_cost`` would), the whole map is re-assessed and the
         goal is planned again — the conservative map first, the profile's own limits only when nothing
         else is left. A ``margins_relaxed`` event records when, and ``summary()["margins_relaxed"]``
         whether. ``None`` never relaxes. Ignored when ``margin_band_cost`` is set (the band is a cost from the
@@ -696,7 +697,10 @@ class NavExecutive:
         if a0 >= a1 or b0 >= b1:
             return none
         changed = False
-        for layer, store in ((fine.step_m, self._near_step), (fine.roughness_m, self._near_rough)):
+        layers = [(fine.step_m, self._near_step)]
+        if self.params.near_roughness_margin is not None:
+            layers.append((fine.roughness_m, self._near_rough))
+        for layer, store in layers:
             # pool the fine cells into map cells (largest value of each)
             pad = np.full((Hc * k, Wc * k), np.nan, np.float32)
             pad[pt:pt + h.shape[0], pl:pl + h.shape[1]] = np.where(known, layer, np.nan)
