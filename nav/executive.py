@@ -219,7 +219,7 @@ class ExecParams:
     step_margin: float = 0.15
     margin_band_cost: float | None = None
     margin_fallback_cost: float | None = 30.0
-    margin_relax_keep: tuple = (0.5, 0.0)
+    margin_relax_keep: tuple[float, ...] = (0.5, 0.0)
     lookahead_m: float | None = 0.35
     speed_mps: float | None = None
     footprint_fill_m: float | None = None
@@ -425,8 +425,7 @@ class NavExecutive:
         self._band_cost = p.margin_band_cost
         self._trav_lim_kw = None if p.margin_band_cost is None else dict(
             unknown="penalty", inflation_radius_m=self._trav_kw["inflation_radius_m"])
-        self._relaxed = False           # margin_fallback_cost applied
-        self._relax_level = 0           # relaxations applied (margin_relax_keep[level - 1] kept)
+        self._relax_level = 0           # relaxations applied (margin_relax_keep[level - 1] kept); 0 = none
         # the fraction of the margins the lethal limits keep while a margin band is a cost (none when the
         # band is a cost from the start: the profile's own limits)
         self._keep = 0.0
@@ -450,8 +449,9 @@ class NavExecutive:
         self._prior_only = np.isfinite(np.asarray(grid.height_m))
         self._cover_cells = max(1, int(round(p.prior_cover_m / cs)))
         self._keep_mask = self._keep_out_mask()
-        # the largest step the near map (finer cells seen close in) found in each cell; NaN = none yet
-        self._near_step = np.full(self.shape, np.nan, np.float32)     # near map's hazards per map cell
+        # the largest step (and roughness, when judged) the near map (finer cells seen close in) found in each
+        # cell, from its latest view; NaN = none yet
+        self._near_step = np.full(self.shape, np.nan, np.float32)
         self._near_rough = np.full(self.shape, np.nan, np.float32)
         cost, cm = self._traversability(self._terrain_all())
         self._limits = dict(cm.limits)
@@ -619,9 +619,9 @@ class NavExecutive:
         near : LocalHeightMap-like, optional
             The ground close in on a finer lattice (cells a whole fraction of the map's, aligned with it;
             :meth:`perception.stereo_map.StereoMapper.near_map`). Its steps, over the window of the
-            profile's ``step_window_m``, are kept per map cell (the latest view of a cell replaces the
-            earlier) and cells where they exceed the near limit (``near_step_margin``) are lethal like
-            any step hazard.
+            profile's ``step_window_m`` (and its roughness, with ``near_roughness_margin`` set), are kept per
+            map cell (the latest view of a cell replaces the earlier) and cells where they exceed the near
+            limits are lethal like any step (roughness) hazard.
 
         Returns
         -------
@@ -671,8 +671,8 @@ class NavExecutive:
         return n
 
     def _merge_near(self, near):
-        """Keep the steps of a near map per map cell; returns the corner cells (rows, cols) of the window
-        it covered (empty when it covered none)."""
+        """Keep the steps (and roughness) of a near map per map cell; returns the corner cells (rows, cols)
+        of the window it covered (empty when it covered none)."""
         h = np.asarray(near.height_m, dtype=np.float32)
         none = (np.zeros(0, np.int64), np.zeros(0, np.int64))
         if h.ndim != 2 or h.size == 0:
@@ -798,7 +798,7 @@ class NavExecutive:
         """(planning cost, CostMap at the limits that decide lethality) of a map window at cell ``(r0, c0)``:
         the margin limits' cost, with the margin band (lethal at the margin limits, not at the profile's)
         charged ``margin_band_cost`` per cell on top of its cost at the profile's limits; the near map's
-        step hazards are lethal in both."""
+        hazards are lethal in both (at the near limits and at their relaxed values)."""
         lim_kw, band_cost = self._trav_lim_kw, self._band_cost
         cm = self._with_near(traversability(terrain, self.profile, **self._trav_kw), r0, c0, relaxed=False)
         if lim_kw is None:
@@ -823,7 +823,6 @@ class NavExecutive:
         p, hz = self.params, self.profile.hazards
         keep = p.margin_relax_keep[self._relax_level]
         with self._lock:
-            self._relaxed = True
             self._relax_level += 1
             self._keep = keep
             self._band_cost = float(p.margin_fallback_cost)
@@ -1253,8 +1252,8 @@ class NavExecutive:
     def _global_plan(self, x, y, goal_i):
         """D* Lite from the rover's cell; returns (path (cells, remaining cost), cost, unreachable reason, start).
 
-        With ``margin_fallback_cost`` set, a goal unreachable under the margins is tried once more with the
-        margin band as a cost before it is given up."""
+        With ``margin_fallback_cost`` set, a goal unreachable under the margins is tried again after each
+        step of ``margin_relax_keep`` (the band up to the relaxed limits a cost) before it is given up."""
         p = self.params
         res = self._global_plan_once(x, y, goal_i)
         while res[2] and p.margin_band_cost is None and p.margin_fallback_cost is not None \
@@ -1520,7 +1519,7 @@ class NavExecutive:
         out = {"plans": len(self.timings), "max_cross_track_m": self.max_cross_track_m,
                "local_failures": sum(1 for e in self.events if e[1] == "local_plan_failed"),
                "pauses": sum(1 for e in self.events if e[1] == "pause"),
-               "margins_relaxed": self._relaxed, "margin_relaxations": self._relax_level}
+               "margins_relaxed": self._relax_level > 0, "margin_relaxations": self._relax_level}
         for key in ("merge_ms", "traversability_ms", "global_ms", "local_ms"):
             v = [t[key] for t in self.timings if key in t]
             out[f"{key}_median"] = float(np.median(v)) if v else None
