@@ -149,6 +149,17 @@ class ExecParams:
         at once. Measured on the mars_50m campaign (200 runs): 8 draws relax; 7 of them reached safely
         against 6 relaxing at once (195/200 overall against 194/200); ``(0.75, 0.5, 0.25, 0.0)`` 6 (two no
         longer arrived).
+    wander_relax_ratio : float or None
+        A rover that has driven this many times the straight route (from the start through every goal)
+        without arriving takes the first step of ``margin_relax_keep`` even though a route still exists
+        (a ``margins_relaxed`` event says so): in dense rock the margins can close every real passage while
+        unseen ground keeps promising a way round, and the rover explores pocket after pocket until its
+        distance runs out. ``None`` relaxes only when the goal is unreachable. Default 1.5. Measured on the
+        mars_50m draws of the 200-run campaign that drove over 75 m (44; runs are deterministic per draw, so
+        the others are unchanged): the one that ran out of distance (200 m, 10 m from the goal) arrived
+        after 151 m, 13 arrived sooner and 9 later (3 % less distance in all), none entered a hazard it had
+        not before, and one graze after 75 m no longer happened (its route changed). At 2 (12 draws over
+        100 m): the same arrival after 169 m, no other change in safety.
     lookahead_m, speed_mps : float, optional
         Pure pursuit's lookahead and cruise speed (defaults 0.35 m and the profile's maximum).
     footprint_fill_m : float, optional
@@ -220,6 +231,7 @@ class ExecParams:
     margin_band_cost: float | None = None
     margin_fallback_cost: float | None = 30.0
     margin_relax_keep: tuple[float, ...] = (0.5, 0.0)
+    wander_relax_ratio: float | None = 1.5
     lookahead_m: float | None = 0.35
     speed_mps: float | None = None
     footprint_fill_m: float | None = None
@@ -257,6 +269,10 @@ class ExecParams:
         v = self.near_roughness_margin
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 0.5):
             raise ValueError(f"ExecParams.near_roughness_margin = {v!r}: must be in [0, 0.5) or None")
+        v = self.wander_relax_ratio
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                              or v < 1.0):
+            raise ValueError(f"ExecParams.wander_relax_ratio = {v!r}: must be a finite number >= 1 or None")
         for name in ("margin_band_cost", "margin_fallback_cost"):
             b = getattr(self, name)
             if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b)
@@ -1253,14 +1269,25 @@ class NavExecutive:
         """D* Lite from the rover's cell; returns (path (cells, remaining cost), cost, unreachable reason, start).
 
         With ``margin_fallback_cost`` set, a goal unreachable under the margins is tried again after each
-        step of ``margin_relax_keep`` (the band up to the relaxed limits a cost) before it is given up."""
+        step of ``margin_relax_keep`` (the band up to the relaxed limits a cost) before it is given up; a rover
+        that has driven ``wander_relax_ratio`` times the straight route takes the first step anyway."""
         p = self.params
+        relaxable = p.margin_band_cost is None and p.margin_fallback_cost is not None
+        if relaxable and self._relax_level == 0 and p.wander_relax_ratio is not None and self._start_xy is not None:
+            route = self._route_m()
+            if self._odo > p.wander_relax_ratio * route:
+                self._relax_margins(f"driven {self._odo:.1f} m without arriving, over {p.wander_relax_ratio:g}x "
+                                    f"the {route:.1f} m straight route from the start through the goals")
         res = self._global_plan_once(x, y, goal_i)
-        while res[2] and p.margin_band_cost is None and p.margin_fallback_cost is not None \
-                and self._relax_level < len(p.margin_relax_keep):
+        while res[2] and relaxable and self._relax_level < len(p.margin_relax_keep):
             self._relax_margins(res[2])
             res = self._global_plan_once(x, y, goal_i)
         return res
+
+    def _route_m(self) -> float:
+        """Length of the straight legs from the start through every goal."""
+        pts = [self._start_xy] + [g[:2] for g in self.goals]
+        return float(sum(math.hypot(b[0] - a[0], b[1] - a[1]) for a, b in zip(pts, pts[1:])))
 
     def _global_plan_once(self, x, y, goal_i):
         from .dstar_lite import DStarLite

@@ -352,6 +352,44 @@ def test_the_fallback_relaxes_the_margins_only_when_the_goal_is_otherwise_unreac
     assert _lethal_entries(z, traj) == 0
 
 
+def test_a_rover_that_has_driven_half_again_the_route_relaxes_the_margins_once():
+    """wander_relax_ratio: a 0.135 m sill across the map (over the step margin, within half of it) with a gap
+    at the bottom edge. Planned from the start, the route goes round through the gap; once the odometer
+    shows over 1.5 times the straight route (12 m) without arriving, the first step of margin_relax_keep is
+    taken though a route exists, and the route crosses the sill. Only that step: a 0.145 m sill (over the
+    half-kept margin, within the profile's limit) is still driven round. Off (None), it never relaxes."""
+    def plan_after(z, params, wander_m):
+        ex = NavExecutive(PROFILE, nav.TerrainMap(z, CS), [(14.0, 5.0, 0.3)], params=params)
+        first = ex.plan((2.0, 5.0, 0.0), 0.0)
+        t = 0.0
+        ex.step(t, (2.0, 5.0, 0.0))
+        for i in range(int(round(wander_m / 0.5))):        # driven to and fro by hand: 0.5 m each tick
+            t += 0.1
+            ex.step(t, (2.0 + 0.5 * ((i + 1) % 2), 5.0, 0.0))
+        assert ex.odometer_m == pytest.approx(wander_m)
+        return ex, first, ex.plan((2.0, 5.0, 0.0), t + 0.1)
+
+    def through_gap(res):
+        return res.global_xy_m[:, 1].min() < 1.5
+
+    for sill, crosses in ((0.135, True), (0.145, False)):
+        z = _flat()
+        z[15:, 80:83] += sill                 # the gap: y < 1.5 m
+        ex, first, later = plan_after(z, ExecParams(), 17.0)            # under 1.5x the route: no change
+        assert through_gap(first) and through_gap(later) and ex.summary()["margin_relaxations"] == 0
+        ex, first, later = plan_after(z, ExecParams(), 19.0)
+        relaxed = [e for e in ex.events if e[1] == "margins_relaxed"]
+        assert [e[2]["keep"] for e in relaxed] == [0.5], relaxed
+        why = relaxed[0][2]["why"]
+        assert "driven 19.0 m without arriving" in why and "12.0 m straight route" in why, why
+        assert through_gap(later) is not crosses, later.global_xy_m
+        ex, first, later = plan_after(z, ExecParams(wander_relax_ratio=None), 19.0)
+        assert through_gap(later) and ex.summary()["margin_relaxations"] == 0
+    for bad in (0.5, math.inf, "twice", True):
+        with pytest.raises(ValueError, match="wander_relax_ratio"):
+            ExecParams(wander_relax_ratio=bad)
+
+
 def test_margin_band_cost_is_validated():
     for bad in (-1.0, math.inf, "high", True):
         for name in ("margin_band_cost", "margin_fallback_cost"):
