@@ -48,7 +48,8 @@ map's lattice.
 Outcomes
 --------
 ``"reached"``; ``"unreachable"`` (no route on the known map, or every arc failed ``max_local_failures``
-times in a row — after turning to look); ``"stuck"`` (motion commanded for ``stuck_time_s`` without
+times in a row — after turning to look —, each after the planning margins have relaxed as far as
+``margin_relax_keep`` allows); ``"stuck"`` (motion commanded for ``stuck_time_s`` without
 ``stuck_progress_m`` of progress or ``stuck_turn_deg`` of turning); ``"tilt"`` (the estimated tilt
 exceeded ``max_tilt_deg``); ``"hazard_stop"`` (the rover finds itself in a cell lethal in its own
 right and no arc leaves it).
@@ -103,7 +104,8 @@ class ExecParams:
         (and the local planner sees the map); at least the longest arc plus a metre.
     max_local_failures : int
         Consecutive local-planning failures (each followed by a turn to look and a new image)
-        before the goal is declared unreachable.
+        before the margins relax by the next step of ``margin_relax_keep`` (the count starting again) or,
+        with none left, the goal is declared unreachable.
     approach_m : float
         When hazards seen from afar cut every route to the goal, a rover farther than this from the goal
         first drives to the reachable place nearest it and looks again; within it, the goal is
@@ -441,6 +443,7 @@ class NavExecutive:
         self._band_cost = p.margin_band_cost
         self._trav_lim_kw = None if p.margin_band_cost is None else dict(
             unknown="penalty", inflation_radius_m=self._trav_kw["inflation_radius_m"])
+        self._relax_asked = ""          # why the next plan relaxes the margins (every arc failed), or ""
         self._relax_level = 0           # relaxations applied (margin_relax_keep[level - 1] kept); 0 = none
         # the fraction of the margins the lethal limits keep while a margin band is a cost (none when the
         # band is a cost from the start: the profile's own limits)
@@ -1153,7 +1156,12 @@ class NavExecutive:
             if lp is not None and getattr(lp, "code", "") == "start_in_hazard" and self._local_failures >= 3:
                 self._finish("failed", "hazard_stop", why, t)
                 return
-            if self._local_failures >= self.params.max_local_failures:
+            if self._local_failures >= self.params.max_local_failures and self._can_relax():
+                # the margins may be what closes every arc: relax them (at the next plan) before giving up
+                self._relax_asked = (f"every candidate arc failed {self._local_failures} times in a row at "
+                                     f"(x={result.pose_xy_yaw[0]:.2f} m, y={result.pose_xy_yaw[1]:.2f} m): {why}")
+                self._local_failures = 0
+            elif self._local_failures >= self.params.max_local_failures:
                 self._proof = self.costmap()
                 self._finish("failed", "unreachable",
                              f"every candidate arc failed {self._local_failures} times in a row at "
@@ -1270,19 +1278,29 @@ class NavExecutive:
 
         With ``margin_fallback_cost`` set, a goal unreachable under the margins is tried again after each
         step of ``margin_relax_keep`` (the band up to the relaxed limits a cost) before it is given up; a rover
-        that has driven ``wander_relax_ratio`` times the straight route takes the first step anyway."""
+        that has driven ``wander_relax_ratio`` times the straight route takes the first step anyway, and one
+        whose every arc failed ``max_local_failures`` times in a row takes the next."""
         p = self.params
-        relaxable = p.margin_band_cost is None and p.margin_fallback_cost is not None
-        if relaxable and self._relax_level == 0 and p.wander_relax_ratio is not None and self._start_xy is not None:
+        if self._relax_asked and self._can_relax():
+            why, self._relax_asked = self._relax_asked, ""
+            self._relax_margins(why)
+        if self._relax_level == 0 and self._can_relax() and p.wander_relax_ratio is not None \
+                and self._start_xy is not None:
             route = self._route_m()
             if self._odo > p.wander_relax_ratio * route:
                 self._relax_margins(f"driven {self._odo:.1f} m without arriving, over {p.wander_relax_ratio:g}x "
                                     f"the {route:.1f} m straight route from the start through the goals")
         res = self._global_plan_once(x, y, goal_i)
-        while res[2] and relaxable and self._relax_level < len(p.margin_relax_keep):
+        while res[2] and self._can_relax():
             self._relax_margins(res[2])
             res = self._global_plan_once(x, y, goal_i)
         return res
+
+    def _can_relax(self) -> bool:
+        """Whether a step of ``margin_relax_keep`` is left (and relaxing is on)."""
+        p = self.params
+        return p.margin_band_cost is None and p.margin_fallback_cost is not None \
+            and self._relax_level < len(p.margin_relax_keep)
 
     def _route_m(self) -> float:
         """Length of the straight legs from the start through every goal."""

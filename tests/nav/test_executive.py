@@ -390,6 +390,38 @@ def test_a_rover_that_has_driven_half_again_the_route_relaxes_the_margins_once()
             ExecParams(wander_relax_ratio=bad)
 
 
+def test_when_every_arc_fails_the_margins_relax_before_the_goal_is_given_up(monkeypatch):
+    """max_local_failures consecutive failures of every arc relax the margins by the next step of
+    margin_relax_keep (the count starting again) rather than end the traverse; the goal is given up only
+    when no step is left. A local planner that fails until the margins are relaxed: the rover arrives
+    after one relaxation whose reason names the failures; one that always fails: unreachable after
+    3 x max_local_failures failures and both steps."""
+    orig = NavExecutive._local_plan
+
+    def failing_until(level):
+        def _local_plan(self, *a):
+            return orig(self, *a) if self._relax_level >= level else None
+        return _local_plan
+
+    params = ExecParams(max_local_failures=3)
+    monkeypatch.setattr(NavExecutive, "_local_plan", failing_until(1))
+    ex, traj, _ = _drive(_flat(), (2.0, 5.0, 0.0), [(8.0, 5.0, 0.3)], params=params)
+    assert ex.outcome == "reached", ex.reason
+    relaxed = [e for e in ex.events if e[1] == "margins_relaxed"]
+    assert [e[2]["keep"] for e in relaxed] == [0.5], relaxed
+    assert "every candidate arc failed 3 times in a row" in relaxed[0][2]["why"]
+    assert ex.summary()["local_failures"] == 3
+
+    monkeypatch.setattr(NavExecutive, "_local_plan", failing_until(99))
+    ex, traj, _ = _drive(_flat(), (2.0, 5.0, 0.0), [(8.0, 5.0, 0.3)], params=params)
+    assert ex.outcome == "unreachable" and "every candidate arc failed 3 times" in ex.reason, ex.reason
+    assert [e[2]["keep"] for e in ex.events if e[1] == "margins_relaxed"] == [0.5, 0.0]
+    assert ex.summary()["local_failures"] == 9
+    ex, traj, _ = _drive(_flat(), (2.0, 5.0, 0.0), [(8.0, 5.0, 0.3)],
+                         params=ExecParams(max_local_failures=3, margin_fallback_cost=None))
+    assert ex.outcome == "unreachable" and ex.summary()["local_failures"] == 3, ex.reason
+
+
 def test_margin_band_cost_is_validated():
     for bad in (-1.0, math.inf, "high", True):
         for name in ("margin_band_cost", "margin_fallback_cost"):
