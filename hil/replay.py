@@ -26,7 +26,8 @@ every number round-trips exactly) through :class:`McapRecorder`, a :class:`hil.t
 * ``/replay/frame`` — *rendered* perception: every stereo pair the perception captured, lossless PNG (or
   the capture's failure: an error, no frame), with the tick it was captured on; the camera is wrapped
   (:class:`hil.perception_rendered.RecordingCamera`) so black-outs are recorded as they were seen;
-* ``/replay/observation`` — every picture the executive asked for: the local height map's digest, and
+* ``/replay/observation`` — every picture the executive asked for: the digests of the local height map
+  and of the near map (the finer map of the ground close in, when the perception makes one), and
   for *fast* perception its arrays (heights, variances, counts): fast perception samples the
   simulator's true terrain and pose, which a log does not hold, so its outputs are replayed as recorded
   (and a picture the recorded traverse did not take is unavailable);
@@ -320,7 +321,8 @@ class MemoryTrace(LoopRecorder):
         if obs is not None:
             rec.update(t_s=_f(obs.t_s), n_points=int(obs.n_points),
                        T_world_cam=_nd(np.asarray(obs.T_world_cam_est, dtype=np.float64)),
-                       digest=_local_digest(obs.local))
+                       digest=_local_digest(obs.local),
+                       near_digest=None if getattr(obs, "near", None) is None else _local_digest(obs.near))
             if self.inputs and self._observation_arrays:
                 rec["local"] = _local_record(obs.local)
                 if getattr(obs, "near", None) is not None:
@@ -1211,6 +1213,12 @@ def _compare(lg: _Log, tr: MemoryTrace, tol: Tolerances, n_replayed: int, notes:
             why = f"picture {k} taken at t={_unf(a['t']):.2f} s recorded, t={_unf(b['t']):.2f} s replayed"
         elif a.get("none") != b.get("none") or a.get("digest") != b.get("digest"):
             why = f"picture {k} at t={_unf(a['t']):.2f} s: the local height map differs"
+        elif "near_digest" in a and a["near_digest"] != b.get("near_digest"):    # (older logs: not compared)
+            ra, rb = a["near_digest"], b.get("near_digest")
+            what = ("the near map (the finer map of the ground close in) differs" if ra and rb else
+                    "a near map was recorded, none made in the replay" if ra else
+                    "no near map was recorded, one made in the replay")
+            why = f"picture {k} at t={_unf(a['t']):.2f} s: {what}"
         if why:
             first_img = (min(_unf(a["t"]), _unf(b["t"])), min(int(a["i"]), int(b["i"])), why)
             break

@@ -157,6 +157,39 @@ def test_a_planning_parameter_diverges_at_the_first_plan_not_before(fast_log):
     assert rep.pose["max_m"] == 0.0          # open loop: the recorded motion (and fast poses) cannot change
 
 
+def test_a_changed_near_map_is_reported_at_its_picture_and_older_logs_are_not_compared(fast_log, tmp_path):
+    """Each picture's near map (the finer map the step check uses) is fingerprinted like the local map: a
+    recorded near-map digest that no longer matches is the first divergence, at that picture's tick; a log
+    written before near maps were fingerprinted (no ``near_digest``) replays identical."""
+    obs = []
+
+    def scan(topic, d):
+        if topic == "/replay/observation" and not d.get("none"):
+            obs.append((d["i"], d.get("near_digest")))
+        return d
+
+    _rewrite(fast_log, tmp_path / "scan.mcap", scan)
+    assert len(obs) > 3 and all(isinstance(nd, str) and len(nd) == 40 for _, nd in obs)   # fast makes near maps
+    target = obs[len(obs) // 2][0]
+
+    def tamper(topic, d):
+        if topic == "/replay/observation" and d["i"] == target:
+            d["near_digest"] = "0" * 40
+        return d
+
+    rep = replay(_rewrite(fast_log, tmp_path / "near.mcap", tamper))
+    assert rep.diverged and rep.first_divergence["tick"] == target, rep.text()
+    assert "the near map" in rep.first_divergence["what"], rep.first_divergence
+
+    def strip(topic, d):
+        if topic == "/replay/observation":
+            d.pop("near_digest", None)
+        return d
+
+    rep = replay(_rewrite(fast_log, tmp_path / "old.mcap", strip))
+    assert not rep.diverged, rep.text()
+
+
 def test_a_tampered_command_is_reported_at_its_tick(fast_log, tmp_path):
     target = {}
 
