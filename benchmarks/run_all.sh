@@ -35,7 +35,7 @@ run "Field D* vs A*" python benchmarks/bench_field_dstar.py
 run "Local arc planner: cheap pass and body check vs numpy" python benchmarks/bench_local_planner.py
 run "Traversability vs numpy/scipy and the memory-bandwidth floor" python benchmarks/bench_traversability.py
 run "DEM loading and resampling" python benchmarks/bench_dem_io.py
-run "Cold start of rover plan" python benchmarks/bench_cold_start.py
+run "Cold start of rover plan and rover traverse" python benchmarks/bench_cold_start.py
 run "Rover physics (RoverModel)" python benchmarks/bench_physics.py
 run "Simulated traverse through the Rover interface (SimRover)" python benchmarks/bench_sim.py
 run "Stereo camera rendering" env NUMBA_NUM_THREADS=1 python benchmarks/bench_render.py

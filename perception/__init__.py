@@ -8,15 +8,31 @@
 * :mod:`perception.estimator` — error-state EKF fusing wheels, gyro, accelerometer, VO and heading, slip as a state.
 * :mod:`perception.pipeline` — StereoNavPipeline: VO + EKF + stereo mapping as the navigation loop uses them.
 
-perception imports only nav data types, numpy, numba and cv2 (never drivers, sim or hil).
+perception imports only nav data types, numpy, numba and cv2 (never drivers, sim or hil). The names below
+are imported lazily, on first use, so that ``import perception.stereo_map`` (fast perception, the planners'
+tools) does not compile the visual odometry's kernels: an empty Numba cache costs seconds per kernel module.
 """
-from .estimator import EKFParams, FilterUpdate, InnovationStats, RoverEKF, SlipEstimate
-from .kitti import KittiSequence
-from .pipeline import PipelineFrame, StereoNavPipeline
-from .stereo_map import (FusionParams, GlobalMap, LocalHeightMap, MapUpdate, StereoMapParams, StereoMapper,
-                         StereoPoints, rasterize)
-from .vo import StereoVO, VOFailure, VOParams, VOResult
+from __future__ import annotations
 
 __all__ = ["RoverEKF", "EKFParams", "FilterUpdate", "SlipEstimate", "InnovationStats", "StereoMapper",
            "StereoMapParams", "StereoPoints", "LocalHeightMap", "GlobalMap", "FusionParams", "MapUpdate", "rasterize",
            "StereoVO", "VOParams", "VOResult", "VOFailure", "KittiSequence", "StereoNavPipeline", "PipelineFrame"]
+
+_WHERE = {"RoverEKF": "estimator", "EKFParams": "estimator", "FilterUpdate": "estimator",
+          "SlipEstimate": "estimator", "InnovationStats": "estimator", "KittiSequence": "kitti",
+          "StereoNavPipeline": "pipeline", "PipelineFrame": "pipeline",
+          "StereoMapper": "stereo_map", "StereoMapParams": "stereo_map", "StereoPoints": "stereo_map",
+          "LocalHeightMap": "stereo_map", "GlobalMap": "stereo_map", "FusionParams": "stereo_map",
+          "MapUpdate": "stereo_map", "rasterize": "stereo_map",
+          "StereoVO": "vo", "VOParams": "vo", "VOResult": "vo", "VOFailure": "vo"}
+
+
+def __getattr__(name):
+    if name in _WHERE:
+        import importlib
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module 'perception' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
