@@ -653,8 +653,8 @@ def format_report(agg: dict, paths: dict | None = None) -> str:
                  f"{agg['hazard_violations']['runs']} run(s)")
     mr = agg.get("margins_relaxed") or {}
     if mr.get("runs"):
-        lines.append(f"margins relaxed (goal unreachable within the planning margins, or the straight route "
-                     f"driven wander_relax_ratio times over) in {mr['runs']} run(s), "
+        lines.append(f"margins relaxed (goal unreachable within the planning margins, every arc failing, or "
+                     f"the straight route driven wander_relax_ratio times over) in {mr['runs']} run(s), "
                      f"{mr['successes']} of them successful")
     rd = agg.get("redraws") or {}
     if rd.get("runs"):

@@ -133,8 +133,9 @@ class ExecParams:
         times in 13 runs instead of 11 in 9, and lengthened paths (median ratio 1.35 vs 1.15) — so it is
         off by default, safety first.
     margin_fallback_cost : float or None
-        When the goal is unreachable with the margin band lethal, relax (by the steps of
-        ``margin_relax_keep``): from then on the band costs this much extra per cell (as
+        When the goal is unreachable with the margin band lethal (or every arc failed ``max_local_failures``
+        times in a row, or the rover has driven ``wander_relax_ratio`` times the straight route), relax (by the
+        steps of ``margin_relax_keep``): from then on the band costs this much extra per cell (as
         ``margin_band_cost`` would), the whole map is re-assessed and the
         goal is planned again — the conservative map first, the profile's own limits only when nothing
         else is left. A ``margins_relaxed`` event records when, and ``summary()["margins_relaxed"]``

@@ -388,8 +388,8 @@ def test_aggregate_hand_made(tmp_path):
     assert "3/6 = 50.0 %" in text and "FAILED: error_runs" in text and "stuck" in text
     assert "link_loss 0/1, slip 1/1" in text
     assert a["margins_relaxed"] == {"runs": 2, "successes": 1}
-    assert ("margins relaxed (goal unreachable within the planning margins, or the straight route driven "
-            "wander_relax_ratio times over) in 2 run(s), 1 of them successful") in text
+    assert ("margins relaxed (goal unreachable within the planning margins, every arc failing, or the straight "
+            "route driven wander_relax_ratio times over) in 2 run(s), 1 of them successful") in text
 
 
 # ----------------------------------------------------------------------------- execution
